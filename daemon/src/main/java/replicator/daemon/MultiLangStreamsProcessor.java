@@ -1,0 +1,69 @@
+package replicator.daemon;
+
+import com.amazonaws.services.dynamodbv2.streamsadapter.model.DynamoDBStreamsProcessRecordsInput;
+import com.amazonaws.services.dynamodbv2.streamsadapter.processor.DynamoDBStreamsShardRecordProcessor;
+import java.util.ArrayList;
+import software.amazon.kinesis.lifecycle.events.InitializationInput;
+import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
+import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
+import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
+import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
+import software.amazon.kinesis.processor.ShardRecordProcessor;
+import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
+import software.amazon.kinesis.retrieval.KinesisClientRecord;
+
+/**
+ * The adapter only accepts processors of its own type; this one hands every call unchanged to KCL's
+ * MultiLang processor, which runs our Python record processor as a child process per shard.
+ */
+final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProcessor {
+    private final ShardRecordProcessor multiLang;
+
+    MultiLangStreamsProcessor(ShardRecordProcessor multiLang) {
+        this.multiLang = multiLang;
+    }
+
+    /** Wraps a MultiLang processor factory so that the adapter's scheduler accepts it. */
+    static ShardRecordProcessorFactory factory(ShardRecordProcessorFactory multiLangFactory) {
+        return () -> new MultiLangStreamsProcessor(multiLangFactory.shardRecordProcessor());
+    }
+
+    @Override
+    public void initialize(InitializationInput input) {
+        multiLang.initialize(input);
+    }
+
+    @Override
+    public void processRecords(ProcessRecordsInput input) {
+        // The records are the adapter's DynamoDBStreamsClientRecords, whose data is the stream record as JSON.
+        multiLang.processRecords(input);
+    }
+
+    @Override
+    public void processRecords(DynamoDBStreamsProcessRecordsInput input) {
+        multiLang.processRecords(ProcessRecordsInput.builder()
+                .records(new ArrayList<KinesisClientRecord>(input.records()))
+                .checkpointer(input.checkpointer())
+                .cacheEntryTime(input.cacheEntryTime())
+                .cacheExitTime(input.cacheExitTime())
+                .millisBehindLatest(input.millisBehindLatest())
+                .childShards(input.childShards())
+                .isAtShardEnd(input.isAtShardEnd())
+                .build());
+    }
+
+    @Override
+    public void leaseLost(LeaseLostInput input) {
+        multiLang.leaseLost(input);
+    }
+
+    @Override
+    public void shardEnded(ShardEndedInput input) {
+        multiLang.shardEnded(input);
+    }
+
+    @Override
+    public void shutdownRequested(ShutdownRequestedInput input) {
+        multiLang.shutdownRequested(input);
+    }
+}

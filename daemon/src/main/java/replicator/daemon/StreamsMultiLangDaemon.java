@@ -1,0 +1,228 @@
+package replicator.daemon;
+
+import com.amazonaws.services.dynamodbv2.streamsadapter.AmazonDynamoDBStreamsAdapterClient;
+import com.amazonaws.services.dynamodbv2.streamsadapter.StreamsSchedulerFactory;
+import com.amazonaws.services.dynamodbv2.streamsadapter.polling.DynamoDBStreamsPollingConfig;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
+import software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider;
+import software.amazon.awssdk.regions.Region;
+import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
+import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClientBuilder;
+import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
+import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClientBuilder;
+import software.amazon.awssdk.services.dynamodb.model.Stream;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClientBuilder;
+import software.amazon.kinesis.checkpoint.CheckpointConfig;
+import software.amazon.kinesis.common.ConfigsBuilder;
+import software.amazon.kinesis.common.InitialPositionInStream;
+import software.amazon.kinesis.common.InitialPositionInStreamExtended;
+import software.amazon.kinesis.coordinator.CoordinatorConfig;
+import software.amazon.kinesis.coordinator.Scheduler;
+import software.amazon.kinesis.leases.LeaseManagementConfig;
+import software.amazon.kinesis.lifecycle.LifecycleConfig;
+import software.amazon.kinesis.metrics.MetricsConfig;
+import software.amazon.kinesis.metrics.MetricsLevel;
+import software.amazon.kinesis.metrics.NullMetricsFactory;
+import software.amazon.kinesis.multilang.MultiLangDaemonConfig;
+import software.amazon.kinesis.multilang.config.ConfigurationSettableUtils;
+import software.amazon.kinesis.multilang.config.MultiLangDaemonConfiguration;
+import software.amazon.kinesis.processor.ProcessorConfig;
+import software.amazon.kinesis.retrieval.RetrievalConfig;
+
+/**
+ * Runs the KCL MultiLangDaemon over a DynamoDB stream: a standard MultiLangDaemon properties file
+ * configures the KCL and names the record processor to spawn per shard (executableName); these extra
+ * keys say which stream to read, because the adapter 2.x dropped its own multi-language launcher:
+ *
+ * <pre>
+ * sourceTable            table whose latest stream is read (required)
+ * sourceRegion           its region (required)
+ * sourceStreamsEndpoint  DynamoDB Streams endpoint override (optional, e.g. DynamoDB Local)
+ * cloudWatchEndpoint     CloudWatch endpoint override (optional)
+ * staleLeaderLockMillis  how long a leader lock may go unrenewed before it is released (default 150000, min 45000)
+ * </pre>
+ *
+ * The lease table is applicationName, in regionName, at dynamoDBEndpoint if set. Every KCL tunable the
+ * MultiLangDaemon understands (failoverTimeMillis, shutdownGraceMillis, maxRecords, ...) applies as usual.
+ */
+public final class StreamsMultiLangDaemon {
+    private static final Logger log = LoggerFactory.getLogger(StreamsMultiLangDaemon.class);
+
+    private StreamsMultiLangDaemon() {}
+
+    public static void main(String[] args) {
+        if (args.length != 1) {
+            System.err.println("usage: StreamsMultiLangDaemon <properties file>");
+            System.exit(2);
+        }
+        int exitCode;
+        try {
+            exitCode = run(args[0]);
+        } catch (Throwable t) {
+            log.error("replication daemon failed: {}", t.toString(), t);
+            exitCode = 1;
+        }
+        System.exit(exitCode);
+    }
+
+    static int run(String propertiesFile) throws Exception {
+        Properties props = new Properties();
+        try (InputStream in = new FileInputStream(propertiesFile)) {
+            props.load(in);
+        }
+        MultiLangDaemonConfig daemonConfig = new MultiLangDaemonConfig(propertiesFile);
+        MultiLangDaemonConfiguration kcl = daemonConfig.getMultiLangDaemonConfiguration();
+
+        Region sourceRegion = Region.of(required(props, "sourceRegion"));
+        String sourceTable = required(props, "sourceTable");
+        Region kclRegion = Region.of(props.getProperty("regionName", sourceRegion.id()).trim());
+        AwsCredentialsProvider credentials = kcl.getKinesisCredentialsProvider().isDirty()
+                ? kcl.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class)
+                : DefaultCredentialsProvider.create();
+
+        DynamoDbStreamsClientBuilder streamsBuilder =
+                DynamoDbStreamsClient.builder().region(sourceRegion).credentialsProvider(credentials);
+        endpoint(props, "sourceStreamsEndpoint").ifPresent(streamsBuilder::endpointOverride);
+        DynamoDbStreamsClient streams = streamsBuilder.build();
+        String streamArn = latestStreamArn(streams, sourceTable);
+        if (LocalArnStreamsClient.isLocalArn(streamArn)) {
+            LocalArnStreamsClient local = new LocalArnStreamsClient(streams, sourceRegion.id());
+            streamArn = local.shown(streamArn);
+            streams = local;
+        }
+        log.info("Replicating stream {} of table {} with application {} as worker {}",
+                streamArn, sourceTable, kcl.getApplicationName(), kcl.getWorkerIdentifier());
+
+        DynamoDbAsyncClientBuilder leaseBuilder =
+                DynamoDbAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+        endpoint(props, "dynamoDBEndpoint").ifPresent(leaseBuilder::endpointOverride);
+        DynamoDbAsyncClient leaseClient = leaseBuilder.build();
+        CloudWatchAsyncClientBuilder cloudWatchBuilder =
+                CloudWatchAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+        endpoint(props, "cloudWatchEndpoint").ifPresent(cloudWatchBuilder::endpointOverride);
+
+        AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(streams, sourceRegion);
+        InitialPositionInStream position = kcl.getInitialPositionInStream() == null
+                ? InitialPositionInStream.TRIM_HORIZON
+                : kcl.getInitialPositionInStream();
+        ConfigsBuilder configs = new ConfigsBuilder(
+                StreamsSchedulerFactory.createSingleStreamTracker(
+                        streamArn, InitialPositionInStreamExtended.newInitialPosition(position)),
+                kcl.getApplicationName(),
+                adapterClient,
+                leaseClient,
+                cloudWatchBuilder.build(),
+                kcl.getWorkerIdentifier(),
+                MultiLangStreamsProcessor.factory(daemonConfig.getRecordProcessorFactory()));
+
+        CheckpointConfig checkpoint = configs.checkpointConfig();
+        CoordinatorConfig coordinator = configs.coordinatorConfig();
+        LeaseManagementConfig leases = configs.leaseManagementConfig();
+        LifecycleConfig lifecycle = configs.lifecycleConfig();
+        MetricsConfig metrics = configs.metricsConfig();
+        ProcessorConfig processor = configs.processorConfig();
+        applyTunables(kcl, checkpoint, coordinator, leases, lifecycle, metrics, processor);
+        if (kcl.getMetricsLevel() == MetricsLevel.NONE) {
+            metrics.metricsFactory(new NullMetricsFactory());
+        }
+
+        DynamoDBStreamsPollingConfig polling = new DynamoDBStreamsPollingConfig(adapterClient);
+        intProperty(props, "maxRecords").ifPresent(polling::maxRecords);
+        longProperty(props, "idleTimeBetweenReadsInMillis").ifPresent(polling::idleTimeBetweenReadsInMillis);
+        RetrievalConfig retrieval = configs.retrievalConfig().retrievalSpecificConfig(polling);
+
+        Scheduler scheduler = StreamsSchedulerFactory.createScheduler(
+                checkpoint, coordinator, leases, lifecycle, metrics, processor, retrieval, adapterClient);
+        ScheduledExecutorService reaper = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "stale-leader-lock-reaper");
+            t.setDaemon(true);
+            return t;
+        });
+        // Never below a heartbeat period and a half, or a live leader could lose its lock between heartbeats.
+        long staleAfter = Math.max(45_000L,
+                longProperty(props, "staleLeaderLockMillis").orElse(StaleLeaderLockReaper.STALE_AFTER_MILLIS));
+        reaper.scheduleWithFixedDelay(
+                new StaleLeaderLockReaper(leaseClient, coordinator.coordinatorStateTableConfig().tableName(), staleAfter),
+                0, Math.max(1_000L, staleAfter / 10), TimeUnit.MILLISECONDS);
+        long graceMillis = kcl.getShutdownGraceMillis() > 0 ? kcl.getShutdownGraceMillis() : 60_000L;
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> shutDown(scheduler, graceMillis), "graceful-shutdown"));
+        scheduler.run();
+        return 0;
+    }
+
+    /** SIGTERM: processors get shutdownRequested and checkpoint, within the grace period. */
+    private static void shutDown(Scheduler scheduler, long graceMillis) {
+        log.info("Termination requested: shutting down gracefully within {} ms", graceMillis);
+        try {
+            boolean done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
+            log.info("Graceful shutdown {}", done ? "complete" : "incomplete");
+        } catch (Exception e) {
+            log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());
+        }
+    }
+
+    /** Applies the MultiLangDaemon's KCL settings (failoverTimeMillis, ...) to our configs, as it does itself. */
+    private static void applyTunables(MultiLangDaemonConfiguration kcl, Object... configObjects) {
+        Map<Class<?>, Object> byClass = new HashMap<>();
+        for (Object config : configObjects) {
+            byClass.put(config.getClass(), config);
+        }
+        ConfigurationSettableUtils.resolveFields(kcl, byClass, new HashSet<>(byClass.keySet()), null);
+        LeaseManagementConfig leases = (LeaseManagementConfig) byClass.get(LeaseManagementConfig.class);
+        ConfigurationSettableUtils.resolveFields(
+                kcl.getGracefulLeaseHandoffConfigBean(), leases.gracefulLeaseHandoffConfig());
+        ConfigurationSettableUtils.resolveFields(
+                kcl.getWorkerUtilizationAwareAssignmentConfigBean(), leases.workerUtilizationAwareAssignmentConfig());
+        ConfigurationSettableUtils.resolveFields(
+                kcl.getWorkerMetricStatsTableConfigBean(),
+                leases.workerUtilizationAwareAssignmentConfig().workerMetricsTableConfig());
+        CoordinatorConfig coordinator = (CoordinatorConfig) byClass.get(CoordinatorConfig.class);
+        ConfigurationSettableUtils.resolveFields(
+                kcl.getCoordinatorStateTableConfigBean(), coordinator.coordinatorStateTableConfig());
+    }
+
+    /** The table's newest stream: stream labels are creation timestamps, so the greatest label is the newest. */
+    private static String latestStreamArn(DynamoDbStreamsClient streams, String table) {
+        return streams.listStreams(r -> r.tableName(table)).streams().stream()
+                .max(Comparator.comparing(Stream::streamLabel))
+                .map(Stream::streamArn)
+                .orElseThrow(() -> new IllegalStateException("table " + table + " has no stream: enable one with "
+                        + "StreamViewType NEW_AND_OLD_IMAGES"));
+    }
+
+    private static String required(Properties props, String key) {
+        String value = props.getProperty(key);
+        if (value == null || value.isBlank()) {
+            throw new IllegalArgumentException("property " + key + " is required");
+        }
+        return value.trim();
+    }
+
+    private static java.util.Optional<URI> endpoint(Properties props, String key) {
+        return java.util.Optional.ofNullable(props.getProperty(key)).map(String::trim)
+                .filter(v -> !v.isEmpty()).map(URI::create);
+    }
+
+    private static java.util.Optional<Integer> intProperty(Properties props, String key) {
+        return java.util.Optional.ofNullable(props.getProperty(key)).map(String::trim).map(Integer::valueOf);
+    }
+
+    private static java.util.Optional<Long> longProperty(Properties props, String key) {
+        return java.util.Optional.ofNullable(props.getProperty(key)).map(String::trim).map(Long::valueOf);
+    }
+}

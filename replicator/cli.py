@@ -1,0 +1,172 @@
+"""The `replicator` command line.
+
+Options of a replication path take the Java connector's names in kebab-case and in its camelCase
+spelling (``--source-region`` or ``--sourceRegion``), so its users switch by changing one word.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from replicator import clients, log
+from replicator.config import (
+    PATH_KEYS,
+    TASK_NAME_PREFIX,
+    build_path,
+    path_from_properties,
+    read_properties,
+)
+from replicator.config import task_name as derive_task_name
+from replicator.errors import ReplicatorError
+
+
+def _camel(kebab: str) -> str:
+    head, *rest = kebab.split("-")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _kebab(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("source-region", {"help": "Region of the source table."}),
+    ("source-table", {"help": "Source table (its stream must carry new images)."}),
+    ("source-endpoint", {"help": "DynamoDB endpoint of the source (e.g. DynamoDB Local)."}),
+    ("source-streams-endpoint", {"help": "DynamoDB Streams endpoint of the source (default: --source-endpoint)."}),
+    ("destination-region", {"help": "Region of the destination table."}),
+    ("destination-table", {"help": "Destination table, with the source's key schema."}),
+    ("destination-endpoint", {"help": "DynamoDB endpoint of the destination."}),
+    ("kcl-region", {"help": "Region of the lease and checkpoint table (default: --source-region)."}),
+    ("kcl-endpoint", {"help": "Endpoint of the lease and checkpoint table (default: --source-endpoint)."}),
+    ("task-name", {"help": "Name of the lease table after the prefix (default: derived from the four names)."}),
+    ("batch-size", {"type": click.IntRange(1, 1000), "help": "Records per GetRecords call. [default: 1000]"}),
+    ("parent-shard-poll-interval-millis", {"type": click.IntRange(1), "help": "[default: 10000]"}),
+    ("dont-publish-cloudwatch", {"is_flag": True, "default": None, "help": "Publish no KCL metrics to CloudWatch."}),
+    ("initial-position", {"type": click.Choice(["TRIM_HORIZON", "LATEST"]), "help": "Where a new lease starts. [default: TRIM_HORIZON]"}),
+    ("write-concurrency", {"type": click.IntRange(1, 64), "help": "BatchWriteItem requests in flight per shard. [default: 8]"}),
+    ("failover-time-millis", {"type": click.IntRange(1000), "help": "Lease duration before another worker takes over. [default: 10000]"}),
+    ("shutdown-grace-millis", {"type": click.IntRange(1000), "help": "Time allowed for a graceful stop on SIGTERM. [default: 30000]"}),
+]
+
+
+def path_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for kebab, kwargs in reversed(PATH_OPTIONS):
+        names = [f"--{kebab}"] + ([f"--{_camel(kebab)}"] if "-" in kebab else [])
+        func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
+    return func
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected conditions become one line on stderr and exit status 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ReplicatorError as exc:
+            click.echo(f"replicator: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="dynamodb-replicator")
+def main() -> None:
+    """Replicate a DynamoDB table to another region or account, in near real time."""
+
+
+@main.command("task-name")
+@click.option("--source-region", "--sourceRegion", required=True)
+@click.option("--source-table", "--sourceTable", required=True)
+@click.option("--destination-region", "--destinationRegion", required=True)
+@click.option("--destination-table", "--destinationTable", required=True)
+@click.option("--task-name", "--taskName", default=None, help="A given name; the prefix is added to it.")
+def task_name_command(
+    source_region: str, source_table: str, destination_region: str, destination_table: str, task_name: str | None
+) -> None:
+    """Print the lease table name (taskName) of a replication path."""
+    if task_name:
+        click.echo(TASK_NAME_PREFIX + task_name)
+    else:
+        click.echo(derive_task_name(source_region, source_table, destination_region, destination_table))
+
+
+@main.command()
+@path_options
+@click.option("--properties", type=click.Path(path_type=Path), help="Run the path described by this properties file.")
+@click.option(
+    "--write-properties",
+    type=click.Path(path_type=Path),
+    help="Where to write the path's properties file. [default: properties/<taskName>.properties]",
+)
+@friendly_errors
+def run(properties: Path | None, write_properties: Path | None, **options: Any) -> None:
+    """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
+    from replicator import checks, launcher
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if properties:
+        if given:
+            names = ", ".join(f"--{_kebab(k)}" for k in given)
+            raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
+        path = path_from_properties(read_properties(properties), source=str(properties))
+    else:
+        missing = [f"--{_kebab(PATH_KEYS[k])}" for k in ("sourceRegion", "sourceTable", "destinationRegion", "destinationTable") if PATH_KEYS[k] not in given]
+        if missing:
+            raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination tables and regions")
+        path = build_path(given)
+        properties = write_properties or Path("properties") / f"{path.application_name}.properties"
+        path.write_properties(properties)
+    launcher.find_java()
+    launcher.classpath()
+    checks.check_tables(
+        path,
+        clients.dynamodb(path.source_region, path.source_endpoint, retries=3),
+        clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3),
+    )
+    log.configure()
+    log.get("replicator.cli").info(
+        "starting_daemon", properties=str(properties), lease_table=path.application_name,
+        source=f"{path.source_region}/{path.source_table}", destination=f"{path.destination_region}/{path.destination_table}",
+    )
+    launcher.exec_daemon(properties)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--in-memory", "storage", flag_value="memory", default=True, help="Keep tables in memory (default).")
+@click.option("--db-path", type=click.Path(path_type=Path, file_okay=False), help="Keep tables in this directory.")
+@friendly_errors
+def local(port: int, storage: str, db_path: Path | None) -> None:
+    """Run DynamoDB Local in the foreground on 127.0.0.1:PORT (Ctrl-C stops it)."""
+    import os
+
+    from replicator.local import command
+
+    argv = command(port, db_path)
+    click.echo(f"DynamoDB Local on http://127.0.0.1:{port} ({'dbPath ' + str(db_path) if db_path else 'in memory'})", err=True)
+    os.execv(argv[0], argv)
+
+
+@main.command()
+@click.option("--operations", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--keys", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--rate", type=click.IntRange(1), default=300, show_default=True, help="Source writes per second.")
+@friendly_errors
+def demo(operations: int, keys: int, rate: int) -> None:
+    """Replicate a live mixed workload between two DynamoDB Local instances and verify the replica."""
+    from replicator.demo import run_demo
+
+    sys.exit(run_demo(operations=operations, keys=keys, rate=rate))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""boto3 clients for a replication path, configured once for the whole project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1) -> Any:
+    """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": retries},
+        max_pool_connections=pool,
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def streams(region: str, endpoint: str | None) -> Any:
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
+    return boto3.session.Session().client(
+        "dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config
+    )

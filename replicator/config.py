@@ -1,0 +1,162 @@
+"""A replication path: one source table to one destination table, and the KCL settings that run it.
+
+The same settings live in the path's MultiLangDaemon properties file, under the Java connector's
+camelCase option names, beside the standard KCL keys the launcher and the MultiLangDaemon read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from jproperties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from replicator.errors import ReplicatorError
+
+TASK_NAME_PREFIX = "DynamoDBCrossRegionReplication"
+PROCESSOR_EXECUTABLE = "replicator-processor"
+
+# Our settings, by their camelCase (properties and Java connector) names.
+PATH_KEYS = {
+    "sourceRegion": "source_region",
+    "sourceTable": "source_table",
+    "sourceEndpoint": "source_endpoint",
+    "sourceStreamsEndpoint": "source_streams_endpoint",
+    "destinationRegion": "destination_region",
+    "destinationTable": "destination_table",
+    "destinationEndpoint": "destination_endpoint",
+    "kclRegion": "kcl_region",
+    "kclEndpoint": "kcl_endpoint",
+    "taskName": "task_name",
+    "batchSize": "batch_size",
+    "parentShardPollIntervalMillis": "parent_shard_poll_interval_millis",
+    "dontPublishCloudwatch": "dont_publish_cloudwatch",
+    "initialPosition": "initial_position",
+    "writeConcurrency": "write_concurrency",
+    "failoverTimeMillis": "failover_time_millis",
+    "shutdownGraceMillis": "shutdown_grace_millis",
+    "idleTimeBetweenReadsInMillis": "idle_time_between_reads_millis",
+}
+
+
+def task_name(source_region: str, source_table: str, destination_region: str, destination_table: str) -> str:
+    """The Java connector's default taskName: the prefix and the MD5 hex of the four names joined."""
+    digest = hashlib.md5(
+        (source_region + source_table + destination_region + destination_table).encode("utf-8")
+    ).hexdigest()
+    return TASK_NAME_PREFIX + digest
+
+
+class ReplicationPath(BaseModel):
+    """Everything needed to replicate one table to another."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_region: str = Field(min_length=1)
+    source_table: str = Field(min_length=3, max_length=255)
+    source_endpoint: str | None = None
+    source_streams_endpoint: str | None = None
+    destination_region: str = Field(min_length=1)
+    destination_table: str = Field(min_length=3, max_length=255)
+    destination_endpoint: str | None = None
+    kcl_region: str | None = None
+    kcl_endpoint: str | None = None
+    task_name: str | None = None
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    parent_shard_poll_interval_millis: int = Field(default=10_000, ge=1)
+    dont_publish_cloudwatch: bool = False
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    write_concurrency: int = Field(default=8, ge=1, le=64)
+    failover_time_millis: int = Field(default=10_000, ge=1000)
+    shutdown_grace_millis: int = Field(default=30_000, ge=1000)
+    idle_time_between_reads_millis: int = Field(default=500, ge=1)
+
+    @field_validator(
+        "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name"
+    )
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def application_name(self) -> str:
+        """The lease and checkpoint table: the derived taskName, or the prefix plus a given one."""
+        if self.task_name:
+            return TASK_NAME_PREFIX + self.task_name
+        return task_name(self.source_region, self.source_table, self.destination_region, self.destination_table)
+
+    @property
+    def lease_region(self) -> str:
+        return self.kcl_region or self.source_region
+
+    @property
+    def lease_endpoint(self) -> str | None:
+        return self.kcl_endpoint or self.source_endpoint
+
+    @property
+    def streams_endpoint(self) -> str | None:
+        return self.source_streams_endpoint or self.source_endpoint
+
+    def to_properties(self) -> dict[str, str]:
+        """Our keys plus the standard MultiLangDaemon keys they imply."""
+        props: dict[str, str] = {}
+        for camel, field_name in PATH_KEYS.items():
+            value = getattr(self, field_name)
+            if value is None:
+                continue
+            props[camel] = str(value).lower() if isinstance(value, bool) else str(value)
+        props.update(
+            {
+                "executableName": PROCESSOR_EXECUTABLE,
+                "applicationName": self.application_name,
+                "streamName": self.source_table,
+                "regionName": self.lease_region,
+                "AwsCredentialsProvider": "DefaultCredentialsProvider",
+                "initialPositionInStream": self.initial_position,
+                "maxRecords": str(self.batch_size),
+                "metricsLevel": "NONE" if self.dont_publish_cloudwatch else "SUMMARY",
+                "processingLanguage": "python/3",
+            }
+        )
+        if self.lease_endpoint:
+            props["dynamoDBEndpoint"] = self.lease_endpoint
+        if self.streams_endpoint:
+            props["sourceStreamsEndpoint"] = self.streams_endpoint
+        return props
+
+    def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        props = Properties()
+        for key, value in {**self.to_properties(), **(extra or {})}.items():
+            props[key] = value
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            props.store(out, initial_comments=f"Replication path {self.source_region}/{self.source_table} -> "
+                        f"{self.destination_region}/{self.destination_table}; written by `replicator run`.",
+                        timestamp=False, encoding="utf-8")
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise ReplicatorError(f"properties file {path} not found: check the path, or write one with `replicator run`")
+    props = Properties()
+    with open(path, "rb") as src:
+        props.load(src, "utf-8")
+    return {key: props[key].data for key in props}
+
+
+def path_from_properties(props: dict[str, str], source: str = "properties") -> ReplicationPath:
+    values = {PATH_KEYS[key]: value for key, value in props.items() if key in PATH_KEYS}
+    return build_path(values, source)
+
+
+def build_path(values: dict[str, object], source: str = "options") -> ReplicationPath:
+    """Validate settings into a ReplicationPath, or raise one clear line naming the bad setting."""
+    try:
+        return ReplicationPath(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_name = str(err["loc"][0]) if err["loc"] else "?"
+        camel = next((c for c, f in PATH_KEYS.items() if f == field_name), field_name)
+        raise ReplicatorError(f"invalid {source}: {camel} ({field_name.replace('_', '-')}): {err['msg']}") from None

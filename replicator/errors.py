@@ -1,0 +1,19 @@
+"""Errors a user can act on: the CLI prints them as one line and exits non-zero, without a traceback."""
+
+
+class ReplicatorError(Exception):
+    """An expected condition (bad input, missing table, ...) whose message names the problem and the fix."""
+
+    exit_code = 2
+
+
+class NonRetryableWriteError(Exception):
+    """The destination refused a write for a reason retrying cannot fix (missing table, access, validation).
+
+    The processor exits without checkpointing, so the records are delivered again once the cause is fixed.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

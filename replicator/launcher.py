@@ -1,0 +1,65 @@
+"""The daemon launcher: finds Java and our launcher jar, then runs the KCL MultiLangDaemon for a path.
+
+The Java side (daemon/) is a thin class that wires the DynamoDB Streams Kinesis Adapter's scheduler to
+KCL's MultiLang processor factory; everything it needs comes from the path's properties file. The
+processor it spawns per shard finds the same file through REPLICATOR_PROPERTIES, and finds the
+``replicator-processor`` executable on PATH, to which this module adds our own bin directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from replicator.errors import ReplicatorError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAIN_CLASS = "replicator.daemon.StreamsMultiLangDaemon"
+
+
+def daemon_dir() -> Path:
+    """Where the launcher jar and its dependencies are (daemon/target, or REPLICATOR_DAEMON_HOME)."""
+    return Path(os.environ.get("REPLICATOR_DAEMON_HOME", REPO_ROOT / "daemon" / "target"))
+
+
+def find_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    found = shutil.which("java")
+    if not found:
+        raise ReplicatorError(
+            "java not found: install a Java 17 runtime (e.g. `apt-get install openjdk-17-jre-headless`) "
+            "or set JAVA_HOME"
+        )
+    return found
+
+
+def classpath() -> str:
+    home = daemon_dir()
+    jar = home / "replicator-daemon.jar"
+    if not jar.is_file() or not (home / "lib").is_dir():
+        raise ReplicatorError(f"the launcher is not built ({jar} is missing): run `make setup`")
+    return os.pathsep.join([str(jar), str(home / "lib" / "*")])
+
+
+def command(properties: Path, java: str | None = None, heap: str = "512m") -> list[str]:
+    return [java or find_java(), f"-Xmx{heap}", "-cp", classpath(), MAIN_CLASS, str(properties)]
+
+
+def environment(properties: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["REPLICATOR_PROPERTIES"] = str(properties.resolve())
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    return env
+
+
+def exec_daemon(properties: Path) -> None:
+    """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself."""
+    argv = command(properties)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, environment(properties))

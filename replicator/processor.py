@@ -1,0 +1,140 @@
+"""The record processor: translates the MultiLang protocol's calls (through amazon-kclpy) to the applier.
+
+The MultiLangDaemon spawns one of these per shard with ``REPLICATOR_PROPERTIES`` naming the path's
+properties file. Rules it keeps:
+
+* checkpoint only after the whole batch is durable in the destination;
+* shard_ended and shutdown_requested checkpoint; lease_lost does not (another worker owns the shard);
+* a non-retryable failure logs one structured error and exits non-zero without checkpointing, so the
+  daemon stops and the records come again once the cause is fixed. (amazon-kclpy would report an
+  exception as success and move on, so nothing may escape as an exception.)
+* stdout carries the protocol only: it is moved to a private descriptor before anything else runs, and
+  descriptor 1 then points at stderr, so a stray print or a library's output cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from amazon_kclpy import kcl
+from amazon_kclpy.v3 import processor as kcl_processor
+
+from replicator import clients, log
+from replicator.applier import Applier
+from replicator.codec import RecordFormatError
+from replicator.config import ReplicationPath, path_from_properties, read_properties
+from replicator.errors import NonRetryableWriteError, ReplicatorError
+from replicator.writer import TableWriter
+
+EXIT_NON_RETRYABLE = 3
+CHECKPOINT_RETRIES = 5
+
+_log = log.get("replicator.processor")
+
+
+class ReplicationProcessor(kcl_processor.RecordProcessorBase):
+    """KCL lifecycle calls to Applier calls; nothing else."""
+
+    def __init__(self, applier: Applier, *, exit_fn: Any = sys.exit, sleep: Any = time.sleep) -> None:
+        self._applier = applier
+        self._exit = exit_fn
+        self._sleep = sleep
+        self._shard_id = "?"
+
+    def initialize(self, initialize_input: Any) -> None:
+        self._shard_id = initialize_input.shard_id
+        _log.info("shard_started", shard=self._shard_id, checkpoint=initialize_input.sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        records = process_records_input.records
+        started = time.monotonic()
+        try:
+            result = self._applier.apply([r.binary_data for r in records])
+        except (NonRetryableWriteError, RecordFormatError) as exc:
+            self._fail("batch_not_applied", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - anything unexpected must also stop before a checkpoint
+            self._fail("batch_failed_unexpectedly", exc)
+            return
+        if result.last_sequence_number is not None:
+            self._checkpoint(process_records_input.checkpointer, result.last_sequence_number)
+        if records:
+            _log.info(
+                "batch_applied",
+                shard=self._shard_id,
+                records=result.records,
+                puts=result.writes.puts,
+                deletes=result.writes.deletes,
+                requests=result.writes.requests,
+                retries=result.writes.retries,
+                lag_ms_max=result.lag_ms_max,
+                millis_behind_latest=process_records_input.millis_behind_latest,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        _log.info("lease_lost", shard=self._shard_id)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        _log.info("shard_ended", shard=self._shard_id)
+        self._checkpoint(shard_ended_input.checkpointer, None)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        # process_records returns only after its batch is durable, so every delivered record is written.
+        _log.info("shutdown_requested", shard=self._shard_id)
+        self._checkpoint(shutdown_requested_input.checkpointer, None)
+
+    def _checkpoint(self, checkpointer: Any, sequence_number: str | None) -> None:
+        for attempt in range(CHECKPOINT_RETRIES):
+            try:
+                checkpointer.checkpoint(sequence_number)
+                return
+            except kcl.CheckpointError as exc:
+                if str(exc) in ("ShutdownException", "InvalidStateException"):
+                    # The lease is gone: the next owner starts from the last checkpoint (at-least-once).
+                    _log.warning("checkpoint_refused", shard=self._shard_id, error=str(exc))
+                    return
+                _log.warning("checkpoint_retry", shard=self._shard_id, error=str(exc), attempt=attempt + 1)
+                self._sleep(min(2**attempt * 0.2, 5))
+        _log.error("checkpoint_failed", shard=self._shard_id, sequence_number=sequence_number)
+
+    def _fail(self, event: str, exc: BaseException) -> None:
+        _log.error(event, shard=self._shard_id, error=str(exc), error_type=type(exc).__name__, exc_info=exc)
+        self._exit(EXIT_NON_RETRYABLE)
+
+
+def load_path() -> ReplicationPath:
+    location = os.environ.get("REPLICATOR_PROPERTIES")
+    if not location:
+        raise ReplicatorError("REPLICATOR_PROPERTIES is not set: start the processor through `replicator run`")
+    return path_from_properties(read_properties(Path(location)))
+
+
+def build_processor(path: ReplicationPath) -> ReplicationProcessor:
+    client = clients.dynamodb(path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2)
+    writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency)
+    return ReplicationProcessor(Applier(writer))
+
+
+def protocol_stdout() -> TextIO:
+    """Keep the real stdout for the protocol alone; point descriptor 1 and sys.stdout at stderr."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", buffering=1, encoding="utf-8")
+
+
+def main() -> None:
+    protocol_out = protocol_stdout()
+    log.configure()
+    try:
+        processor = build_processor(load_path())
+    except ReplicatorError as exc:
+        _log.error("processor_not_started", error=str(exc))
+        sys.exit(2)
+    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()

@@ -1,0 +1,185 @@
+"""The writer: makes a set of changes durable in the destination table, or says why it cannot.
+
+BatchWriteItem takes 25 requests at a time; several requests run at once. Throttling, 5xx answers,
+connection errors and UnprocessedItems are retried with capped exponential backoff and full jitter until
+they succeed: the processor must not checkpoint past a record that is not written, and giving up would
+do exactly that. Anything else (missing table, access denied, validation) cannot be fixed by retrying and
+is raised as :class:`NonRetryableWriteError`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never, wait_random_exponential
+
+from replicator import log
+from replicator.codec import Change
+from replicator.errors import NonRetryableWriteError
+
+BATCH_LIMIT = 25
+
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "LimitExceededException",
+        "TransactionInProgressException",
+    }
+)
+
+_log = log.get("replicator.writer")
+
+
+class _Unprocessed(Exception):
+    """Some requests came back in UnprocessedItems; they are sent again after a backoff."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _Unprocessed):
+        return True
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in RETRYABLE_CODES or status >= 500
+    return False
+
+
+def to_request(change: Change) -> dict[str, Any]:
+    if change.new_image is None:
+        return {"DeleteRequest": {"Key": change.keys}}
+    return {"PutRequest": {"Item": change.new_image}}
+
+
+@dataclass
+class WriteStats:
+    puts: int = 0
+    deletes: int = 0
+    requests: int = 0
+    retries: int = 0
+
+
+@dataclass
+class _OutageLog:
+    """Logs retries at most once per interval, with counts, so an outage is not one line per record."""
+
+    interval_s: float
+    clock: Callable[[], float]
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last: float = float("-inf")
+    _suppressed: int = 0
+
+    def retrying(self, table: str, exc: BaseException | None, sleep_s: float) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.interval_s:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        _log.warning(
+            "destination_write_retrying",
+            table=table,
+            error=_describe(exc),
+            backoff_s=round(sleep_s, 3),
+            retries_since_last_log=suppressed,
+        )
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code')}: {err.get('Message')}"
+    return repr(exc)
+
+
+class TableWriter:
+    """Writes changes to one table with BatchWriteItem, several requests in flight."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        max_in_flight: int = 8,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        log_interval_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._sleep = sleep
+        self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_cap_s)
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="batch-write")
+        self._outage = _OutageLog(interval_s=log_interval_s, clock=clock)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def write(self, changes: Sequence[Change]) -> WriteStats:
+        """Return once every change is durable; raise NonRetryableWriteError if one can never be."""
+        requests = [to_request(c) for c in changes]
+        chunks = [requests[i : i + BATCH_LIMIT] for i in range(0, len(requests), BATCH_LIMIT)]
+        stats = WriteStats(
+            puts=sum(1 for c in changes if c.new_image is not None),
+            deletes=sum(1 for c in changes if c.new_image is None),
+        )
+        futures = [self._pool.submit(self._write_chunk, chunk) for chunk in chunks]
+        failure: BaseException | None = None
+        for future in futures:  # wait for all, even after a failure, so nothing is left in flight
+            try:
+                sent, retries = future.result()
+                stats.requests += sent
+                stats.retries += retries
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return stats
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> tuple[int, int]:
+        pending = chunk
+        sent = 0
+
+        def attempt() -> None:
+            nonlocal pending, sent
+            sent += 1
+            response = self._client.batch_write_item(RequestItems={self._table: pending})
+            unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
+            if unprocessed:
+                pending = unprocessed
+                raise _Unprocessed(f"{len(unprocessed)} unprocessed items")
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self._outage.retrying(self._table, exc, state.upcoming_sleep)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            wait=self._wait,
+            stop=stop_never,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise NonRetryableWriteError(err.get("Code", "ClientError"), err.get("Message", str(exc))) from exc
+        return sent, sent - 1
