@@ -7,6 +7,7 @@ types, and lists and maps nested several levels deep, empty ones included.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -179,3 +180,61 @@ class MixedWorkload:
         for w in workers:
             w.join()
         return self.stats
+
+
+class LagProbe:
+    """Measures replication lag: writes a probe item to the source, times until the destination shows it.
+
+    One probe at a time, every ``interval_s``; each probe is polled with consistent GetItem every few
+    milliseconds, so a sample is the source write's acknowledgement to the item's visibility in the
+    destination, within a few milliseconds.
+    """
+
+    def __init__(self, source: Any, source_table: str, destination: Any, destination_table: str,
+                 interval_s: float = 0.1, poll_s: float = 0.005, timeout_s: float = 60.0) -> None:
+        self.source, self.source_table = source, source_table
+        self.destination, self.destination_table = destination, destination_table
+        self.interval_s, self.poll_s, self.timeout_s = interval_s, poll_s, timeout_s
+        self.samples_ms: list[float] = []
+        self.timeouts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lag-probe")
+        self._n = 0
+
+    def start(self) -> "LagProbe":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples_ms
+
+    def measure_once(self) -> float | None:
+        self._n += 1
+        key = {"pk": {"S": "probe"}, "sk": {"N": str(self._n)}}
+        self.source.put_item(TableName=self.source_table, Item={**key, "probe": {"BOOL": True}})
+        written = time.monotonic()
+        while time.monotonic() - written < self.timeout_s:
+            found = self.destination.get_item(TableName=self.destination_table, Key=key, ConsistentRead=True)
+            if "Item" in found:
+                return (time.monotonic() - written) * 1000
+            time.sleep(self.poll_s)
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            lag = self.measure_once()
+            if lag is None:
+                self.timeouts += 1
+            else:
+                self.samples_ms.append(lag)
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]

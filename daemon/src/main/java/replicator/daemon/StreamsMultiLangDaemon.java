@@ -63,6 +63,8 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
 public final class StreamsMultiLangDaemon {
     private static final Logger log = LoggerFactory.getLogger(StreamsMultiLangDaemon.class);
 
+    private static volatile boolean terminationRequested;
+
     private StreamsMultiLangDaemon() {}
 
     public static void main(String[] args) {
@@ -160,19 +162,34 @@ public final class StreamsMultiLangDaemon {
                 new StaleLeaderLockReaper(leaseClient, coordinator.coordinatorStateTableConfig().tableName(), staleAfter),
                 0, Math.max(1_000L, staleAfter / 10), TimeUnit.MILLISECONDS);
         long graceMillis = kcl.getShutdownGraceMillis() > 0 ? kcl.getShutdownGraceMillis() : 60_000L;
+        for (String name : new String[] {"TERM", "INT"}) {
+            sun.misc.Signal.handle(new sun.misc.Signal(name), signal -> {
+                terminationRequested = true;
+                System.exit(128 + signal.getNumber());
+            });
+        }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> shutDown(scheduler, graceMillis), "graceful-shutdown"));
         scheduler.run();
         return 0;
     }
 
-    /** SIGTERM: processors get shutdownRequested and checkpoint, within the grace period. */
+    /**
+     * SIGTERM: processors get shutdownRequested and checkpoint, within the grace period. The JVM would exit
+     * with 143 after a signal; a completed graceful shutdown exits 0 instead, so that supervisors (and
+     * people) can tell a clean stop from a failed one (1). Other exits (a processor's failure calls
+     * System.exit(1)) keep their status.
+     */
     private static void shutDown(Scheduler scheduler, long graceMillis) {
         log.info("Termination requested: shutting down gracefully within {} ms", graceMillis);
+        boolean done = false;
         try {
-            boolean done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
+            done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
             log.info("Graceful shutdown {}", done ? "complete" : "incomplete");
         } catch (Exception e) {
             log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());
+        }
+        if (terminationRequested) {
+            Runtime.getRuntime().halt(done ? 0 : 1);
         }
     }
 

@@ -1,0 +1,144 @@
+"""A replication path on two DynamoDB Local instances standing in for two regions.
+
+The demo, the end-to-end tests and the benchmarks all run the real chain through it: DynamoDB Local,
+the adapter, KCL 3, our amazon-kclpy processor, DynamoDB Local. It starts the databases, creates the
+tables, writes the path's properties file (with KCL timings shortened for a local trial) and runs
+``replicator run --properties`` as a child process in its own session, so a test can stop it with
+SIGTERM, or kill its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replicator.compare import TableDiff, compare_tables
+from replicator.config import ReplicationPath
+from replicator.local import DynamoDBLocal, use_local_credentials
+from replicator.workload import create_table
+
+SOURCE_REGION = "us-east-1"
+DESTINATION_REGION = "eu-west-1"
+
+# KCL 3's defaults suit a fleet that runs for months (worker metrics every 30 s, lease assignment every
+# 20 s); a local trial shortens them so that a new worker starts within seconds.
+LOCAL_KCL_SETTINGS = {
+    "workerMetricsReporterFreqInMillis": "2000",
+    "leaseAssignmentIntervalMillis": "2000",
+    "shardSyncIntervalMillis": "10000",
+}
+
+
+@dataclass
+class Sandbox:
+    workdir: Path
+    source_table: str = "orders"
+    destination_table: str = "orders-replica"
+    destination_stream: bool = False
+    path_settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        use_local_credentials()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.source_db = DynamoDBLocal(log_path=self.workdir / "dynamodb-source.log")
+        self.destination_db = DynamoDBLocal(log_path=self.workdir / "dynamodb-destination.log")
+        self.daemons: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> "Sandbox":
+        threads = [threading.Thread(target=db.start) for db in (self.source_db, self.destination_db)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.source = self.source_db.client(SOURCE_REGION)
+        self.destination = self.destination_db.client(DESTINATION_REGION)
+        create_table(self.source, self.source_table, "NEW_AND_OLD_IMAGES")
+        create_table(self.destination, self.destination_table, None)
+        self.path = ReplicationPath(
+            source_region=SOURCE_REGION,
+            source_table=self.source_table,
+            source_endpoint=self.source_db.endpoint,
+            destination_region=DESTINATION_REGION,
+            destination_table=self.destination_table,
+            destination_endpoint=self.destination_db.endpoint,
+            dont_publish_cloudwatch=True,
+            **{"parent_shard_poll_interval_millis": 1000, "idle_time_between_reads_millis": 200, **self.path_settings},
+        )
+        self.properties = self.workdir / "path.properties"
+        self.path.write_properties(self.properties, extra=LOCAL_KCL_SETTINGS)
+        return self
+
+    def start_daemon(self) -> subprocess.Popen[bytes]:
+        index = len(self.daemons)
+        out = open(self.workdir / f"daemon-{index}.log", "ab")
+        replicator = Path(sys.executable).parent / "replicator"
+        proc = subprocess.Popen(
+            [str(replicator), "run", "--properties", str(self.properties)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+        self.daemons.append(proc)
+        return proc
+
+    def stop_daemon(self, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+        """SIGTERM, as supervisord or Docker sends it: the daemon checkpoints and exits."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
+        return proc.returncode
+
+    def kill_daemon(self, proc: subprocess.Popen[bytes]) -> None:
+        """kill -9 of the whole process group: Java and every processor it spawned."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def diff(self) -> TableDiff:
+        return compare_tables(self.source, self.source_table, self.destination, self.destination_table)
+
+    def wait_for_equality(self, timeout_s: float = 180.0, poll_s: float = 1.0) -> TableDiff:
+        """Poll until the tables are equal; fail early if the newest daemon has died."""
+        deadline = time.monotonic() + timeout_s
+        diff = self.diff()
+        while diff.discrepancies and time.monotonic() < deadline:
+            newest = self.daemons[-1] if self.daemons else None
+            if newest is not None and newest.poll() is not None:
+                raise RuntimeError(f"daemon exited with status {newest.returncode}; see {self.workdir}")
+            time.sleep(poll_s)
+            diff = self.diff()
+        return diff
+
+    def daemon_log(self, index: int = 0) -> str:
+        return (self.workdir / f"daemon-{index}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for proc in self.daemons:
+            if proc.poll() is None:
+                try:
+                    self.stop_daemon(proc, timeout_s=30)
+                except subprocess.TimeoutExpired:
+                    pass
+        for db in (self.source_db, self.destination_db):
+            db.stop()
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

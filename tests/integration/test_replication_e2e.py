@@ -1,0 +1,101 @@
+"""The real chain, end to end: DynamoDB Local, the adapter, KCL 3, our processor, DynamoDB Local."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from replicator.config import task_name
+from replicator.sandbox import Sandbox
+from replicator.workload import MixedWorkload
+
+pytestmark = pytest.mark.integration
+
+
+def processed_records(log_text: str) -> int:
+    """Records the processors of one daemon applied, from their batch_applied events."""
+    total = 0
+    for line in log_text.splitlines():
+        if line.startswith("{") and '"batch_applied"' in line:
+            total += json.loads(line)["records"]
+    return total
+
+
+def checkpoints(sandbox: Sandbox) -> dict[str, str]:
+    items = sandbox.source.scan(TableName=sandbox.path.application_name, ConsistentRead=True)["Items"]
+    return {i["leaseKey"]["S"]: i["checkpoint"]["S"] for i in items}
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_replicates_mixed_workload_and_resumes_from_checkpoint_after_sigterm(tmp_path: Path) -> None:
+    with Sandbox(tmp_path) as sandbox:
+        daemon = sandbox.start_daemon()
+        workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=300, seed=11)
+        first = workload.run(1200, rate=400)
+
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        assert diff.scanned > 150
+
+        expected_table = task_name("us-east-1", sandbox.source_table, "eu-west-1", sandbox.destination_table)
+        assert sandbox.path.application_name == expected_table
+        assert expected_table in sandbox.source.list_tables()["TableNames"]
+
+        assert sandbox.stop_daemon(daemon) == 0, sandbox.daemon_log(0)[-3000:]
+        stopped_at = checkpoints(sandbox)
+        assert stopped_at and all(c not in ("TRIM_HORIZON", "LATEST") for c in stopped_at.values())
+
+        second = MixedWorkload(sandbox.source, sandbox.source_table, keys=300, seed=12, first_rev=10_000).run(1000, rate=400)
+        assert first.operations + second.operations >= 2000
+        assert sandbox.diff().discrepancies > 0
+
+        sandbox.start_daemon()
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+
+        # Resumed from the checkpoint: the restarted daemon saw only the writes made while it was stopped.
+        resumed = processed_records(sandbox.daemon_log(1))
+        assert 0 < resumed <= second.operations
+
+
+def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp_path: Path) -> None:
+    with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 5000}) as sandbox:
+        daemon = sandbox.start_daemon()
+        key = {"pk": {"S": "warm-up"}, "sk": {"N": "0"}}
+        sandbox.source.put_item(TableName=sandbox.source_table, Item=key)
+        wait_until(lambda: "Item" in sandbox.destination.get_item(TableName=sandbox.destination_table, Key=key),
+                   180, "the daemon to replicate a first item")
+        sandbox.source.delete_item(TableName=sandbox.source_table, Key=key)
+        wait_until(lambda: "Item" not in sandbox.destination.get_item(TableName=sandbox.destination_table, Key=key),
+                   60, "the delete to replicate")
+        wait_until(lambda: all(c not in ("TRIM_HORIZON", "LATEST") for c in checkpoints(sandbox).values()),
+                   30, "a checkpoint")
+        before = checkpoints(sandbox)
+
+        sandbox.destination.delete_table(TableName=sandbox.destination_table)
+        workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=50, seed=3)
+        workload.run(100, rate=200)
+
+        daemon.wait(timeout=120)
+        assert daemon.returncode not in (0, None)
+        failures = [json.loads(line) for line in sandbox.daemon_log(0).splitlines()
+                    if line.startswith("{") and '"batch_not_applied"' in line]
+        assert len(failures) == 1 and "ResourceNotFoundException" in failures[0]["error"]
+        assert checkpoints(sandbox) == before, "checkpointed past records that were never written"
+
+        from replicator.workload import create_table
+
+        create_table(sandbox.destination, sandbox.destination_table, None)
+        sandbox.start_daemon()
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0 and diff.scanned > 0
