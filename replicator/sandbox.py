@@ -33,6 +33,8 @@ LOCAL_KCL_SETTINGS = {
     "workerMetricsReporterFreqInMillis": "2000",
     "leaseAssignmentIntervalMillis": "2000",
     "shardSyncIntervalMillis": "10000",
+    # A killed leader's lock is released after this long (the launcher's minimum), not 150 s.
+    "staleLeaderLockMillis": "45000",
 }
 
 

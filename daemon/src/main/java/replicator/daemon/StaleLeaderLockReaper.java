@@ -52,6 +52,26 @@ final class StaleLeaderLockReaper implements Runnable {
         }
     }
 
+    /**
+     * On the way out: releases the leader lock if this worker holds it. A graceful shutdown does this
+     * itself; after a failed one (a processor's exit) it would otherwise wait for {@link #run()} elsewhere.
+     */
+    void releaseIfOwnedBy(String workerId) {
+        try {
+            dynamoDb.deleteItem(b -> b.tableName(table).key(Map.of(KEY, AttributeValue.fromS(LEADER)))
+                    .conditionExpression("ownerName = :me")
+                    .expressionAttributeValues(Map.of(":me", AttributeValue.fromS(workerId))))
+                    .get(10, TimeUnit.SECONDS);
+            log.info("Released the leader lock held by this worker ({})", workerId);
+        } catch (ExecutionException e) {
+            if (!(e.getCause() instanceof ConditionalCheckFailedException)) {
+                log.warn("Could not release the leader lock: {}", e.getCause().toString());
+            }
+        } catch (Exception e) {
+            log.warn("Could not release the leader lock: {}", e.toString());
+        }
+    }
+
     private void check() throws Exception {
         Map<String, AttributeValue> key = Map.of(KEY, AttributeValue.fromS(LEADER));
         GetItemResponse response = dynamoDb.getItem(b -> b.tableName(table).key(key).consistentRead(true))

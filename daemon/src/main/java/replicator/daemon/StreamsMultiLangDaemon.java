@@ -158,9 +158,9 @@ public final class StreamsMultiLangDaemon {
         // Never below a heartbeat period and a half, or a live leader could lose its lock between heartbeats.
         long staleAfter = Math.max(45_000L,
                 longProperty(props, "staleLeaderLockMillis").orElse(StaleLeaderLockReaper.STALE_AFTER_MILLIS));
-        reaper.scheduleWithFixedDelay(
-                new StaleLeaderLockReaper(leaseClient, coordinator.coordinatorStateTableConfig().tableName(), staleAfter),
-                0, Math.max(1_000L, staleAfter / 10), TimeUnit.MILLISECONDS);
+        StaleLeaderLockReaper leaderLock = new StaleLeaderLockReaper(
+                leaseClient, coordinator.coordinatorStateTableConfig().tableName(), staleAfter);
+        reaper.scheduleWithFixedDelay(leaderLock, 0, Math.max(1_000L, staleAfter / 10), TimeUnit.MILLISECONDS);
         long graceMillis = kcl.getShutdownGraceMillis() > 0 ? kcl.getShutdownGraceMillis() : 60_000L;
         for (String name : new String[] {"TERM", "INT"}) {
             sun.misc.Signal.handle(new sun.misc.Signal(name), signal -> {
@@ -168,19 +168,21 @@ public final class StreamsMultiLangDaemon {
                 System.exit(128 + signal.getNumber());
             });
         }
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> shutDown(scheduler, graceMillis), "graceful-shutdown"));
+        Runtime.getRuntime().addShutdownHook(new Thread(
+                () -> onExit(scheduler, graceMillis, leaderLock, kcl.getWorkerIdentifier()), "graceful-shutdown"));
         scheduler.run();
         return 0;
     }
 
     /**
-     * SIGTERM: processors get shutdownRequested and checkpoint, within the grace period. The JVM would exit
-     * with 143 after a signal; a completed graceful shutdown exits 0 instead, so that supervisors (and
-     * people) can tell a clean stop from a failed one (1). Other exits (a processor's failure calls
-     * System.exit(1)) keep their status.
+     * Any exit: processors get shutdownRequested and checkpoint within the grace period, and this worker's
+     * leader lock is released. After SIGTERM or SIGINT the JVM would exit with 143; a completed graceful
+     * shutdown exits 0 instead and an incomplete one 1, so that supervisors (and people) can tell a clean
+     * stop from a failed one. Other exits (a processor's failure calls System.exit(1)) keep their status.
      */
-    private static void shutDown(Scheduler scheduler, long graceMillis) {
-        log.info("Termination requested: shutting down gracefully within {} ms", graceMillis);
+    private static void onExit(
+            Scheduler scheduler, long graceMillis, StaleLeaderLockReaper leaderLock, String workerId) {
+        log.info("Shutting down gracefully within {} ms", graceMillis);
         boolean done = false;
         try {
             done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
@@ -188,6 +190,7 @@ public final class StreamsMultiLangDaemon {
         } catch (Exception e) {
             log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());
         }
+        leaderLock.releaseIfOwnedBy(workerId);
         if (terminationRequested) {
             Runtime.getRuntime().halt(done ? 0 : 1);
         }
