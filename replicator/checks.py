@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from replicator.config import ReplicationPath
 from replicator.errors import ReplicatorError
@@ -23,6 +23,11 @@ def describe_table(client: Any, region: str, table: str, role: str, option: str)
             ) from None
         message = exc.response.get("Error", {}).get("Message")
         raise ReplicatorError(f"cannot describe {role} table {region}/{table}: {code}: {message}") from None
+    except NoCredentialsError:
+        raise ReplicatorError(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
+            "with an instance or task role"
+        ) from None
     except BotoCoreError as exc:
         raise ReplicatorError(
             f"cannot reach the {role} table {region}/{table}: {exc}; check --{option}-endpoint and the network"

@@ -10,6 +10,7 @@ bytes, at any depth. Numbers stay strings: a 38-digit N round-trips exactly, wit
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,12 @@ def encode_value(value: AttributeValue) -> AttributeValue:
 
 
 def decode_item(item: Item) -> Item:
-    return {name: decode_value(value) for name, value in item.items()}
+    try:
+        return {name: decode_value(value) for name, value in item.items()}
+    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+        if isinstance(exc, RecordFormatError):
+            raise
+        raise RecordFormatError(f"malformed attribute value in {str(item)[:200]}: {exc}") from exc
 
 
 def encode_item(item: Item) -> Item:

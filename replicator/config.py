@@ -95,10 +95,6 @@ class ReplicationPath(BaseModel):
     def lease_endpoint(self) -> str | None:
         return self.kcl_endpoint or self.source_endpoint
 
-    @property
-    def streams_endpoint(self) -> str | None:
-        return self.source_streams_endpoint or self.source_endpoint
-
     def to_properties(self) -> dict[str, str]:
         """Our keys plus the standard MultiLangDaemon keys they imply."""
         props: dict[str, str] = {}
@@ -120,10 +116,8 @@ class ReplicationPath(BaseModel):
                 "processingLanguage": "python/3",
             }
         )
-        if self.lease_endpoint:
-            props["dynamoDBEndpoint"] = self.lease_endpoint
-        if self.streams_endpoint:
-            props["sourceStreamsEndpoint"] = self.streams_endpoint
+        # The launcher falls back from sourceStreamsEndpoint and kclEndpoint to sourceEndpoint itself,
+        # so that editing sourceEndpoint in the file moves all three.
         return props
 
     def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:

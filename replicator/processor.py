@@ -94,11 +94,12 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
                 checkpointer.checkpoint(sequence_number)
                 return
             except kcl.CheckpointError as exc:
-                if str(exc) in ("ShutdownException", "InvalidStateException"):
+                error = str(exc.value)  # str(exc) is the repr of the exception's name
+                if error in ("ShutdownException", "InvalidStateException"):
                     # The lease is gone: the next owner starts from the last checkpoint (at-least-once).
-                    _log.warning("checkpoint_refused", shard=self._shard_id, error=str(exc))
+                    _log.warning("checkpoint_refused", shard=self._shard_id, error=error)
                     return
-                _log.warning("checkpoint_retry", shard=self._shard_id, error=str(exc), attempt=attempt + 1)
+                _log.warning("checkpoint_retry", shard=self._shard_id, error=error, attempt=attempt + 1)
                 self._sleep(min(2**attempt * 0.2, 5))
         _log.error("checkpoint_failed", shard=self._shard_id, sequence_number=sequence_number)
 

@@ -165,3 +165,16 @@ def test_malformed_records_raise_record_format_error(data):
 def test_unknown_event_name_raises_and_names_it():
     with pytest.raises(RecordFormatError, match="UPDATE"):
         decode_record(_record('{"pk": {"S": "a"}}', event="UPDATE"))
+
+
+def test_an_untagged_empty_value_from_dynamodb_local_is_the_empty_map():
+    data = b'{"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1", ' \
+           b'"NewImage": {"pk": {"S": "a"}, "m": {}, "l": {"L": [{}]}}}}'
+    assert decode_record(data).new_image == {"pk": {"S": "a"}, "m": {"M": {}}, "l": {"L": [{"M": {}}]}}
+
+
+def test_a_value_with_two_type_tags_is_a_record_format_error():
+    data = b'{"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1", ' \
+           b'"NewImage": {"pk": {"S": "a"}, "x": {"S": "1", "N": "1"}}}}'
+    with pytest.raises(RecordFormatError, match="type tag"):
+        decode_record(data)

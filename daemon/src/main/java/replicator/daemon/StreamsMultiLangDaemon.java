@@ -52,12 +52,14 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * <pre>
  * sourceTable            table whose latest stream is read (required)
  * sourceRegion           its region (required)
- * sourceStreamsEndpoint  DynamoDB Streams endpoint override (optional, e.g. DynamoDB Local)
+ * sourceEndpoint         endpoint override for the source (optional, e.g. DynamoDB Local)
+ * sourceStreamsEndpoint  DynamoDB Streams endpoint override (optional; default sourceEndpoint)
  * cloudWatchEndpoint     CloudWatch endpoint override (optional)
  * staleLeaderLockMillis  how long a leader lock may go unrenewed before it is released (default 150000, min 45000)
  * </pre>
  *
- * The lease table is applicationName, in regionName, at dynamoDBEndpoint if set. Every KCL tunable the
+ * The lease table is applicationName, in regionName (or kclRegion, or sourceRegion), at dynamoDBEndpoint (or
+ * kclEndpoint, or sourceEndpoint) if one is set. Every KCL tunable the
  * MultiLangDaemon understands (failoverTimeMillis, shutdownGraceMillis, maxRecords, ...) applies as usual.
  */
 public final class StreamsMultiLangDaemon {
@@ -92,14 +94,15 @@ public final class StreamsMultiLangDaemon {
 
         Region sourceRegion = Region.of(required(props, "sourceRegion"));
         String sourceTable = required(props, "sourceTable");
-        Region kclRegion = Region.of(props.getProperty("regionName", sourceRegion.id()).trim());
+        Region kclRegion = Region.of(props.getProperty("regionName", props.getProperty("kclRegion", sourceRegion.id())).trim());
         AwsCredentialsProvider credentials = kcl.getKinesisCredentialsProvider().isDirty()
                 ? kcl.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class)
                 : DefaultCredentialsProvider.create();
 
         DynamoDbStreamsClientBuilder streamsBuilder =
                 DynamoDbStreamsClient.builder().region(sourceRegion).credentialsProvider(credentials);
-        endpoint(props, "sourceStreamsEndpoint").ifPresent(streamsBuilder::endpointOverride);
+        endpoint(props, "sourceStreamsEndpoint").or(() -> endpoint(props, "sourceEndpoint"))
+                .ifPresent(streamsBuilder::endpointOverride);
         DynamoDbStreamsClient streams = streamsBuilder.build();
         String streamArn = latestStreamArn(streams, sourceTable);
         if (LocalArnStreamsClient.isLocalArn(streamArn)) {
@@ -112,7 +115,8 @@ public final class StreamsMultiLangDaemon {
 
         DynamoDbAsyncClientBuilder leaseBuilder =
                 DynamoDbAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
-        endpoint(props, "dynamoDBEndpoint").ifPresent(leaseBuilder::endpointOverride);
+        endpoint(props, "dynamoDBEndpoint").or(() -> endpoint(props, "kclEndpoint"))
+                .or(() -> endpoint(props, "sourceEndpoint")).ifPresent(leaseBuilder::endpointOverride);
         DynamoDbAsyncClient leaseClient = leaseBuilder.build();
         CloudWatchAsyncClientBuilder cloudWatchBuilder =
                 CloudWatchAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
