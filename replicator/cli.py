@@ -107,15 +107,28 @@ def task_name_command(
     type=click.Path(path_type=Path),
     help="Where to write the path's properties file. [default: properties/<taskName>.properties]",
 )
+@click.option(
+    "--kcl-property",
+    "kcl_properties",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other MultiLangDaemon/KCL setting for the properties file (repeatable), e.g. maxLeasesForWorker=10.",
+)
 @friendly_errors
-def run(properties: Path | None, write_properties: Path | None, **options: Any) -> None:
+def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], **options: Any) -> None:
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
     from replicator import checks, launcher
 
     given = {k: v for k, v in options.items() if v is not None}
+    extra = {}
+    for setting in kcl_properties:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
+        extra[key.strip()] = value.strip()
     if properties:
-        if given:
-            names = ", ".join(f"--{_kebab(k)}" for k in given)
+        if given or extra:
+            names = ", ".join([f"--{_kebab(k)}" for k in given] + ["--kcl-property"] * bool(extra))
             raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
         path = path_from_properties(read_properties(properties), source=str(properties))
     else:
@@ -124,7 +137,7 @@ def run(properties: Path | None, write_properties: Path | None, **options: Any) 
             raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination tables and regions")
         path = build_path(given)
         properties = write_properties or Path("properties") / f"{path.application_name}.properties"
-        path.write_properties(properties)
+        path.write_properties(properties, extra=extra)
     launcher.find_java()
     launcher.classpath()
     checks.check_tables(

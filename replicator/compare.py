@@ -39,6 +39,7 @@ def _normalise(value: Any) -> Any:
 @dataclass
 class TableDiff:
     scanned: int = 0
+    replica_scanned: int = 0
     missing: list[Item] = field(default_factory=list)
     different: list[tuple[Item, Item]] = field(default_factory=list)
     extraneous: list[Item] = field(default_factory=list)
@@ -57,7 +58,7 @@ def compare_tables(primary: Any, primary_table: str, replica: Any, replica_table
 
     source = index(scan_items(primary, primary_table))
     target = index(scan_items(replica, replica_table))
-    diff = TableDiff(scanned=len(source))
+    diff = TableDiff(scanned=len(source), replica_scanned=len(target))
     for kid, item in source.items():
         other = target.get(kid)
         if other is None:

@@ -48,7 +48,7 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
         diff = sandbox.wait_for_equality(timeout_s=120)
         _say(f"Source writes: {stats.puts} puts, {stats.updates} updates, {stats.deletes} deletes "
              f"(+{len(samples) + 1} lag probes)")
-        _say(f"Items in the source table: {diff.scanned}; replicated and compared: {diff.scanned}")
+        _say(f"Items compared: {diff.scanned} in the source, {diff.replica_scanned} in the destination")
         if samples:
             _say(f"Replication lag over {len(samples)} probes: p50 {percentile(samples, 50):.0f} ms, "
                  f"p99 {percentile(samples, 99):.0f} ms, max {max(samples):.0f} ms")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,12 @@ def test_a_bad_value_in_a_properties_file_names_the_file_and_key(tmp_path):
 def test_a_missing_properties_file_is_a_replicator_error(tmp_path):
     with pytest.raises(ReplicatorError, match="not found"):
         read_properties(tmp_path / "missing.properties")
+
+
+def test_the_documented_example_properties_describe_a_valid_path():
+    example = Path(__file__).resolve().parents[2] / "properties" / "example.properties"
+    props = read_properties(example)
+    parsed = path_from_properties(props)
+    assert props["applicationName"] == parsed.application_name
+    assert props["streamName"] == parsed.source_table
+    assert props["executableName"] == "replicator-processor"
