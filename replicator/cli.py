@@ -6,7 +6,6 @@ spelling (``--source-region`` or ``--sourceRegion``), so its users switch by cha
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from replicator.config import (
     read_properties,
 )
 from replicator.config import task_name as derive_task_name
-from replicator.errors import ReplicatorError
+from replicator.errors import ReplicatorError, friendly_errors
 
 
 def _camel(kebab: str) -> str:
@@ -61,20 +60,6 @@ def path_options(func: Callable[..., Any]) -> Callable[..., Any]:
         names = [f"--{kebab}"] + ([f"--{_camel(kebab)}"] if "-" in kebab else [])
         func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
     return func
-
-
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected conditions become one line on stderr and exit status 2, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ReplicatorError as exc:
-            click.echo(f"replicator: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -179,6 +164,13 @@ def demo(operations: int, keys: int, rate: int) -> None:
     from replicator.demo import run_demo
 
     sys.exit(run_demo(operations=operations, keys=keys, rate=rate))
+
+
+# The table tools (copy-table, bootstrap, diff-tables, ...) register their commands in tools_cli.
+from replicator.tools_cli import TOOL_COMMANDS  # noqa: E402 - after main, which they extend
+
+for _command in TOOL_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

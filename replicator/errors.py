@@ -1,5 +1,14 @@
 """Errors a user can act on: the CLI prints them as one line and exits non-zero, without a traceback."""
 
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
 
 class ReplicatorError(Exception):
     """An expected condition (bad input, missing table, ...) whose message names the problem and the fix."""
@@ -17,3 +26,17 @@ class NonRetryableWriteError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected conditions become one line on stderr and exit status 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ReplicatorError as exc:
+            click.echo(f"replicator: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
