@@ -16,6 +16,7 @@ import click
 from replicator import clients, log
 from replicator.config import (
     PATH_KEYS,
+    ReplicationPath,
     TASK_NAME_PREFIX,
     build_path,
     path_from_properties,
@@ -60,6 +61,20 @@ def path_options(func: Callable[..., Any]) -> Callable[..., Any]:
         names = [f"--{kebab}"] + ([f"--{_camel(kebab)}"] if "-" in kebab else [])
         func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
     return func
+
+
+def _path_from(properties: Path | None, given: dict[str, Any]) -> ReplicationPath:
+    """The path from its properties file, or from the options (but not from both)."""
+    if properties:
+        if given:
+            names = ", ".join(f"--{_kebab(k)}" for k in given)
+            raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
+        return path_from_properties(read_properties(properties), source=str(properties))
+    required = ("sourceRegion", "sourceTable", "destinationRegion", "destinationTable")
+    missing = [f"--{_kebab(PATH_KEYS[k])}" for k in required if PATH_KEYS[k] not in given]
+    if missing:
+        raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination tables and regions")
+    return build_path(given)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -111,16 +126,10 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         if not sep or not key.strip():
             raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
         extra[key.strip()] = value.strip()
-    if properties:
-        if given or extra:
-            names = ", ".join([f"--{_kebab(k)}" for k in given] + ["--kcl-property"] * bool(extra))
-            raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
-        path = path_from_properties(read_properties(properties), source=str(properties))
-    else:
-        missing = [f"--{_kebab(PATH_KEYS[k])}" for k in ("sourceRegion", "sourceTable", "destinationRegion", "destinationTable") if PATH_KEYS[k] not in given]
-        if missing:
-            raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination tables and regions")
-        path = build_path(given)
+    if properties and extra:
+        raise ReplicatorError(f"--properties describes the whole path; drop --kcl-property or edit {properties}")
+    path = _path_from(properties, given)
+    if not properties:
         properties = write_properties or Path("properties") / f"{path.application_name}.properties"
         path.write_properties(properties, extra=extra)
     launcher.find_java()
@@ -139,16 +148,45 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
 
 
 @main.command()
+@path_options
+@click.option("--properties", type=click.Path(path_type=Path), help="The path's properties file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly_errors
+def status(properties: Path | None, as_json: bool, **options: Any) -> None:
+    """Show each shard's lease owner, checkpoint, and how far behind it is."""
+    import json
+
+    from replicator import status as status_module
+
+    path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
+    statuses = status_module.read_status(
+        path,
+        clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3),
+        clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint),
+    )
+    if as_json:
+        click.echo(json.dumps(status_module.as_json(statuses)))
+    else:
+        click.echo(status_module.as_table(statuses))
+
+
+@main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--in-memory", "storage", flag_value="memory", default=True, help="Keep tables in memory (default).")
+@click.option("--in-memory", is_flag=True, help="Keep tables in memory (the default).")
 @click.option("--db-path", type=click.Path(path_type=Path, file_okay=False), help="Keep tables in this directory.")
 @friendly_errors
-def local(port: int, storage: str, db_path: Path | None) -> None:
-    """Run DynamoDB Local in the foreground on 127.0.0.1:PORT (Ctrl-C stops it)."""
+def local(port: int, in_memory: bool, db_path: Path | None) -> None:
+    """Run DynamoDB Local in the foreground on PORT (Ctrl-C stops it).
+
+    Connect to it at http://127.0.0.1:PORT. DynamoDB Local has no option for its bind address and listens
+    on every interface: on a shared host, keep PORT closed to the network.
+    """
     import os
 
     from replicator.local import command
 
+    if in_memory and db_path:
+        raise ReplicatorError("choose --in-memory or --db-path DIR, not both")
     argv = command(port, db_path)
     click.echo(f"DynamoDB Local on http://127.0.0.1:{port} ({'dbPath ' + str(db_path) if db_path else 'in memory'})", err=True)
     os.execv(argv[0], argv)

@@ -23,16 +23,16 @@ def key_attributes(client: Any, table: str) -> list[str]:
     return [k["AttributeName"] for k in client.describe_table(TableName=table)["Table"]["KeySchema"]]
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """Sets have no order; everything else compares as it is."""
     if isinstance(value, dict):
         if len(value) == 1:
             (tag, inner), = value.items()
             if tag in ("SS", "NS", "BS"):
                 return {tag: sorted(inner)}
-        return {k: _normalise(v) for k, v in value.items()}
+        return {k: normalise(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     return value
 
 
@@ -63,7 +63,7 @@ def compare_tables(primary: Any, primary_table: str, replica: Any, replica_table
         other = target.get(kid)
         if other is None:
             diff.missing.append(item)
-        elif _normalise(other) != _normalise(item):
+        elif normalise(other) != normalise(item):
             diff.different.append((item, other))
     diff.extraneous = [item for kid, item in target.items() if kid not in source]
     return diff

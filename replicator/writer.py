@@ -120,13 +120,19 @@ class TableWriter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         log_interval_s: float = 10.0,
+        before_request: Callable[[], None] | None = None,
+        on_consumed: Callable[[float], None] | None = None,
     ) -> None:
+        """``before_request`` runs before each BatchWriteItem (a rate limiter's wait); ``on_consumed``, if
+        given, asks for ReturnConsumedCapacity and receives each response's write units."""
         self._client = client
         self._table = table
         self._sleep = sleep
         self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_cap_s)
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="batch-write")
         self._outage = _OutageLog(interval_s=log_interval_s, clock=clock)
+        self._before_request = before_request
+        self._on_consumed = on_consumed
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -159,7 +165,15 @@ class TableWriter:
         def attempt() -> None:
             nonlocal pending, sent
             sent += 1
-            response = self._client.batch_write_item(RequestItems={self._table: pending})
+            if self._before_request is not None:
+                self._before_request()
+            if self._on_consumed is None:
+                response = self._client.batch_write_item(RequestItems={self._table: pending})
+            else:
+                response = self._client.batch_write_item(
+                    RequestItems={self._table: pending}, ReturnConsumedCapacity="TOTAL"
+                )
+                self._on_consumed(sum(c.get("CapacityUnits", 0.0) for c in response.get("ConsumedCapacity", [])))
             unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
             if unprocessed:
                 pending = unprocessed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +29,16 @@ def processed_records(log_text: str) -> int:
 def checkpoints(sandbox: Sandbox) -> dict[str, str]:
     items = sandbox.source.scan(TableName=sandbox.path.application_name, ConsistentRead=True)["Items"]
     return {i["leaseKey"]["S"]: i["checkpoint"]["S"] for i in items}
+
+
+def shard_status(sandbox: Sandbox) -> list[dict]:
+    """`replicator status --json` for the sandbox's path, run as a user would."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "replicator"), "status", "--properties", str(sandbox.properties), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def wait_until(predicate, timeout_s: float, what: str) -> None:
@@ -59,6 +71,11 @@ def test_replicates_mixed_workload_and_resumes_from_checkpoint_after_sigterm(tmp
         assert first.operations + second.operations >= 2000
         assert sandbox.diff().discrepancies > 0
 
+        # `replicator status` shows the backlog the stopped daemon left.
+        waiting = shard_status(sandbox)
+        assert sum(s["behind_records"] for s in waiting) > 0
+        assert all(s["checkpoint"] == stopped_at[s["shard_id"]] for s in waiting)
+
         sandbox.start_daemon()
         diff = sandbox.wait_for_equality(timeout_s=240)
         assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
@@ -66,6 +83,9 @@ def test_replicates_mixed_workload_and_resumes_from_checkpoint_after_sigterm(tmp
         # Resumed from the checkpoint: the restarted daemon saw only the writes made while it was stopped.
         resumed = processed_records(sandbox.daemon_log(1))
         assert 0 < resumed <= second.operations
+        # The checkpoint follows the last write by a moment.
+        wait_until(lambda: all(s["behind_records"] == 0 and s["state"] == "active" for s in shard_status(sandbox)),
+                   30, "status to show every shard caught up")
 
 
 def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""`replicator status`: each shard's lease owner, checkpoint and how far behind it is.
+
+It reads the path's lease table and, for each shard not yet finished, reads the stream right after the
+checkpoint: the records found there (up to one GetRecords page) are the backlog, and the oldest one's
+creation time tells how long it has been waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from replicator.config import ReplicationPath
+from replicator.errors import ReplicatorError
+
+PAGE = 1000
+SPECIAL_CHECKPOINTS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard_id: str
+    owner: str | None
+    checkpoint: str
+    state: str
+    """'done' (checkpointed at the end of a closed shard), 'active' (owned) or 'unassigned'."""
+    behind_records: int | None
+    """Records after the checkpoint, counted up to one page; None when the stream could not be read."""
+    behind_more: bool
+    """True when more than one page is waiting."""
+    oldest_waiting_s: float | None
+
+
+def latest_stream_arn(streams: Any, table: str) -> str:
+    found = streams.list_streams(TableName=table).get("Streams", [])
+    if not found:
+        raise ReplicatorError(f"table {table} has no stream: there is nothing to replicate")
+    return max(found, key=lambda s: s["StreamLabel"])["StreamArn"]
+
+
+def _backlog(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
+    if checkpoint in SPECIAL_CHECKPOINTS:
+        kwargs = {"ShardIteratorType": SPECIAL_CHECKPOINTS[checkpoint]}
+    else:
+        kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
+    try:
+        iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **kwargs)["ShardIterator"]
+        page = streams.get_records(ShardIterator=iterator, Limit=PAGE)
+    except ClientError:
+        return None, False, None  # trimmed, or a shard of an older stream
+    records = page["Records"]
+    oldest = None
+    if records:
+        created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
+        oldest = max(0.0, time.time() - created.timestamp()) if created else None
+    return len(records), len(records) == PAGE, oldest
+
+
+def read_status(path: ReplicationPath, lease_client: Any, streams: Any) -> list[ShardStatus]:
+    table = path.application_name
+    try:
+        pages = lease_client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+        leases = [item for page in pages for item in page["Items"]]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise ReplicatorError(
+                f"lease table {table} does not exist in {path.lease_region}: this path has never run "
+                "(or check --task-name and --kcl-region)"
+            ) from None
+        raise
+    stream_arn = latest_stream_arn(streams, path.source_table)
+    result = []
+    for lease in sorted(leases, key=lambda item: item["leaseKey"]["S"]):
+        shard_id = lease["leaseKey"]["S"]
+        checkpoint = lease.get("checkpoint", {}).get("S", "?")
+        owner = lease.get("leaseOwner", {}).get("S")
+        if checkpoint == "SHARD_END":
+            result.append(ShardStatus(shard_id, owner, checkpoint, "done", 0, False, None))
+            continue
+        behind, more, oldest = _backlog(streams, stream_arn, shard_id, checkpoint)
+        state = "active" if owner else "unassigned"
+        result.append(ShardStatus(shard_id, owner, checkpoint, state, behind, more, oldest))
+    return result
+
+
+def as_json(statuses: list[ShardStatus]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in statuses]
+
+
+def as_table(statuses: list[ShardStatus]) -> str:
+    rows = [("SHARD", "STATE", "OWNER", "CHECKPOINT", "BEHIND", "OLDEST WAITING")]
+    for s in statuses:
+        behind = "?" if s.behind_records is None else f"{s.behind_records}{'+' if s.behind_more else ''} records"
+        oldest = "-" if s.oldest_waiting_s is None else f"{s.oldest_waiting_s:.0f} s"
+        rows.append((s.shard_id, s.state, s.owner or "-", s.checkpoint, behind, oldest))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

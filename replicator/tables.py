@@ -1,0 +1,282 @@
+"""What the table tools share: `region/table` specs, their clients and descriptions, and primary keys.
+
+A table is named ``region/table`` (``us-east-1/orders``) and reached at an optional endpoint (DynamoDB
+Local, or any DynamoDB-compatible endpoint). A key is given as plain JSON (``{"id": "abc", "n": 3}``,
+binary as base64 text) or as DynamoDB JSON (``{"id": {"S": "abc"}, "n": {"N": "3"}}``) and is checked
+against the table's key schema before any request is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from replicator import clients
+from replicator.codec import Item, encode_item, key_id
+from replicator.errors import ReplicatorError
+
+# A region is lower-case words and digits joined by dashes; a table name is 3-255 of [A-Za-z0-9_.-].
+_SPEC = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z0-9]+)+)/(?P<table>[A-Za-z0-9_.-]{3,255})$")
+SCALAR_KEY_TYPES = ("S", "N", "B")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    region: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.table}"
+
+
+def parse_spec(text: str) -> TableSpec:
+    match = _SPEC.match(text.strip())
+    if not match:
+        raise ReplicatorError(
+            f"{text!r} is not region/table: write the table as e.g. us-east-1/orders "
+            "(a region, a slash, a table name of 3-255 letters, digits, '_', '-' or '.')"
+        )
+    return TableSpec(match["region"], match["table"])
+
+
+@dataclass
+class Table:
+    """One table: its client and what DescribeTable said about it."""
+
+    spec: TableSpec
+    client: Any
+    endpoint: str | None
+    description: dict[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.table
+
+    @property
+    def key_schema(self) -> list[tuple[str, str]]:
+        """[(attribute name, S|N|B)], partition key first."""
+        types = {a["AttributeName"]: a["AttributeType"] for a in self.description.get("AttributeDefinitions", [])}
+        ordered = sorted(self.description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+        return [(k["AttributeName"], types.get(k["AttributeName"], "?")) for k in ordered]
+
+    @property
+    def key_names(self) -> list[str]:
+        return [name for name, _ in self.key_schema]
+
+    def key_of(self, item: Item) -> Item:
+        return {name: item[name] for name in self.key_names}
+
+    def key_id(self, item: Item) -> str:
+        return key_id(encode_item(self.key_of(item)))
+
+    @property
+    def item_count(self) -> int:
+        return int(self.description.get("ItemCount", 0))
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.description.get("TableSizeBytes", 0))
+
+    def refresh(self) -> None:
+        self.description = describe(self.client, self.spec, self.endpoint)
+
+
+def describe(client: Any, spec: TableSpec, endpoint: str | None) -> dict[str, Any]:
+    where = f" at {endpoint}" if endpoint else ""
+    try:
+        return client.describe_table(TableName=spec.table)["Table"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            raise ReplicatorError(
+                f"table {spec} does not exist{where}: check the table name and region, and the endpoint option"
+            ) from None
+        message = exc.response.get("Error", {}).get("Message")
+        raise ReplicatorError(f"cannot describe table {spec}{where}: {code}: {message}") from None
+    except NoCredentialsError:
+        raise ReplicatorError(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
+            "with an instance or task role"
+        ) from None
+    except BotoCoreError as exc:
+        raise ReplicatorError(f"cannot reach table {spec}{where}: {exc}; check the endpoint option and the network") from None
+
+
+def open_table(text: str, endpoint: str | None, *, pool: int = 32) -> Table:
+    """Parse ``region/table``, make its client and describe it; every problem is a ReplicatorError."""
+    spec = parse_spec(text)
+    # The tools read with a few standard retries; writes go through TableWriter, which retries without end.
+    client = clients.dynamodb(spec.region, endpoint, pool=pool, retries=5)
+    return Table(spec=spec, client=client, endpoint=endpoint, description=describe(client, spec, endpoint))
+
+
+def check_same_keys(primary: Table, replica: Table) -> None:
+    if primary.key_schema != replica.key_schema:
+        show = lambda t: ", ".join(f"{n} {ty}" for n, ty in t.key_schema)  # noqa: E731
+        raise ReplicatorError(
+            f"key schemas differ: {primary.spec} has [{show(primary)}] but {replica.spec} has [{show(replica)}]; "
+            "the tables must share their key schema"
+        )
+
+
+class _Num(str):
+    """A JSON number token, kept as its text so a 38-digit key is not rounded through a float."""
+
+
+def _is_dynamodb_json(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SCALAR_KEY_TYPES + (
+        "M", "L", "SS", "NS", "BS", "BOOL", "NULL")
+
+
+def _number(text: str, name: str) -> str:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ReplicatorError(f"key attribute {name!r}: {text!r} is not a number") from None
+    if not number.is_finite():
+        raise ReplicatorError(f"key attribute {name!r}: {text!r} is not a finite number")
+    return text
+
+
+def _binary(text: Any, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise ReplicatorError(f"key attribute {name!r} is binary: give it as base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReplicatorError(f"key attribute {name!r} is binary: {text!r} is not valid base64") from None
+
+
+def parse_key(text: str, table: Table) -> Item:
+    """A primary key in boto3 form from plain JSON or DynamoDB JSON, checked against the key schema."""
+    try:
+        raw = json.loads(text, parse_float=_Num, parse_int=_Num)
+    except ValueError as exc:
+        raise ReplicatorError(
+            f"KEY is not valid JSON ({exc}): give it as '{{\"id\": \"abc\"}}' or '{{\"id\": {{\"S\": \"abc\"}}}}'"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ReplicatorError("KEY must be a JSON object of the key attributes, e.g. '{\"id\": \"abc\"}'")
+    schema = dict(table.key_schema)
+    wanted = ", ".join(f"{n} ({t})" for n, t in table.key_schema)
+    if set(raw) != set(schema):
+        raise ReplicatorError(
+            f"KEY has attributes [{', '.join(sorted(raw))}] but the key of {table.spec} is [{wanted}]"
+        )
+    key: Item = {}
+    for name, value in raw.items():
+        expected = schema[name]
+        if _is_dynamodb_json(value):
+            (tag, inner), = value.items()
+            if tag != expected or not isinstance(inner, str) or isinstance(inner, _Num):
+                raise ReplicatorError(f"key attribute {name!r} must be of type {expected} in {table.spec}, not {value!r}")
+            if tag == "B":
+                key[name] = {"B": _binary(inner, name)}
+            elif tag == "N":
+                key[name] = {"N": _number(inner, name)}
+            else:
+                key[name] = {"S": inner}
+            continue
+        if isinstance(value, (dict, list, bool)) or value is None:
+            raise ReplicatorError(f"key attribute {name!r} must be of type {expected} in {table.spec}, not {value!r}")
+        key[name] = _plain(value, expected, name)
+    for name, value in key.items():
+        if value.get("S") == "" or value.get("B") == b"":
+            raise ReplicatorError(f"key attribute {name!r} is empty: DynamoDB keys cannot be empty")
+    return key
+
+
+def _plain(value: str, expected: str, name: str) -> dict[str, Any]:
+    is_number = isinstance(value, _Num)
+    if expected == "N":
+        if not is_number:
+            raise ReplicatorError(f"key attribute {name!r} is a number in its table, not the string {value!r}")
+        return {"N": _number(str(value), name)}
+    if is_number:
+        raise ReplicatorError(f"key attribute {name!r} is of type {expected} in its table, not the number {value}")
+    if expected == "B":
+        return {"B": _binary(value, name)}
+    return {"S": value}
+
+
+def check_segments(segment: int | None, segments: int | None) -> None:
+    """--segment I needs --segments N with 0 <= I < N; N is 1 to 1,000,000 (DynamoDB's limit)."""
+    if segments is not None and not 1 <= segments <= 1_000_000:
+        raise ReplicatorError(f"--segments {segments} is out of range: give 1 to 1000000")
+    if segment is not None:
+        if segments is None:
+            raise ReplicatorError(f"--segment {segment} needs --segments N, the total the table is split into")
+        if not 0 <= segment < segments:
+            raise ReplicatorError(f"--segment {segment} is out of range: with --segments {segments} give 0 to {segments - 1}")
+
+
+def scan_pages(
+    table: Table,
+    *,
+    segment: int = 0,
+    segments: int = 1,
+    start_key: Item | None = None,
+    limit: int | None = None,
+    consistent: bool = True,
+    keys_only: bool = False,
+    before_request: Callable[[], None] | None = None,
+    on_consumed: Callable[[float], None] | None = None,
+) -> Iterator[tuple[list[Item], Item | None]]:
+    """One segment of a parallel Scan, page by page: (items, LastEvaluatedKey or None at the end)."""
+    kwargs: dict[str, Any] = {"TableName": table.name, "ConsistentRead": consistent}
+    if segments > 1:
+        kwargs.update(Segment=segment, TotalSegments=segments)
+    if limit:
+        kwargs["Limit"] = limit
+    if keys_only:
+        kwargs.update(_key_projection(table))
+    if on_consumed is not None:
+        kwargs["ReturnConsumedCapacity"] = "TOTAL"
+    if start_key:
+        kwargs["ExclusiveStartKey"] = start_key
+    while True:
+        if before_request is not None:
+            before_request()
+        page = table.client.scan(**kwargs)
+        if on_consumed is not None:
+            on_consumed(page.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
+        last = page.get("LastEvaluatedKey")
+        yield page["Items"], last
+        if not last:
+            return
+        kwargs["ExclusiveStartKey"] = last
+
+
+def _key_projection(table: Table) -> dict[str, Any]:
+    names = {f"#k{i}": name for i, name in enumerate(table.key_names)}
+    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+
+
+BATCH_GET_LIMIT = 100
+
+
+def batch_get(table: Table, keys: list[Item], *, keys_only: bool = False, sleep: Callable[[float], None] = time.sleep) -> list[Item]:
+    """The items of ``keys`` that exist, with consistent reads; UnprocessedKeys are retried with backoff."""
+    found: list[Item] = []
+    extra = _key_projection(table) if keys_only else {}
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT], "ConsistentRead": True, **extra}
+        attempt = 0
+        while request:
+            response = table.client.batch_get_item(RequestItems={table.name: request})
+            found.extend(response.get("Responses", {}).get(table.name, []))
+            request = response.get("UnprocessedKeys", {}).get(table.name)
+            if request:
+                attempt += 1
+                sleep(min(5.0, 0.05 * 2**attempt) * random.random())
+    return found

@@ -1,0 +1,95 @@
+"""No Docker engine runs here, so the container files are kept honest against what does run: the
+Makefile's build, the CLI's options and the launcher's expectations."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from replicator import launcher
+from replicator.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
+
+
+def makefile_variables() -> dict[str, str]:
+    variables = {}
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if m := re.match(r"^(\w+)\s*:?=\s*(.*)$", line):
+            variables[m.group(1)] = m.group(2)
+    return variables
+
+
+def makefile_recipe(target_prefix: str) -> list[str]:
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(target_prefix))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+def expand(command: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$\((\w+)\)", lambda m: variables[m.group(1)], command)
+
+
+def docker_runs() -> list[str]:
+    joined = DOCKERFILE.replace("\\\n", " ")
+    return [line[4:].strip() for line in joined.splitlines() if line.startswith("RUN ")]
+
+
+def test_dockerfile_builds_the_launcher_with_the_makefiles_command() -> None:
+    variables = makefile_variables()
+    maven = [expand(c, variables) for c in makefile_recipe("$(LAUNCHER):") if c.startswith("$(MVN)")]
+    assert maven == ["mvn -q -B -f daemon/pom.xml package"]
+    assert maven[0] in docker_runs()
+
+
+def test_dockerfile_installs_this_project_with_pip_like_the_makefile() -> None:
+    assert any("pip install -q -e" in c for c in makefile_recipe("$(VENV)/.installed:"))
+    assert any(re.search(r"pip install --no-cache-dir \.$", run) for run in docker_runs())
+
+
+def test_everything_the_dockerfile_copies_exists() -> None:
+    for line in DOCKERFILE.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            *sources, _dest = shlex.split(line)[1:]
+            for source in sources:
+                assert (REPO / source).exists(), source
+
+
+def test_runtime_matches_the_projects_java_and_python_and_runs_unprivileged() -> None:
+    pom = (REPO / "daemon" / "pom.xml").read_text()
+    release = re.search(r"<maven.compiler.release>(\d+)<", pom).group(1)
+    assert f"temurin-{release}" in DOCKERFILE and f"openjdk-{release}-jre-headless" in DOCKERFILE
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11" and "FROM python:3.11-slim" in DOCKERFILE
+    user = re.findall(r"^USER (\S+)", DOCKERFILE, re.M)
+    assert user and user[-1] not in ("root", "0")
+
+
+def test_launcher_finds_the_jar_where_the_image_puts_it(monkeypatch, tmp_path) -> None:
+    home = re.search(r"REPLICATOR_DAEMON_HOME=(\S+)", DOCKERFILE).group(1)
+    assert "/opt/replicator/daemon/replicator-daemon.jar" in DOCKERFILE and home == "/opt/replicator/daemon"
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "replicator-daemon.jar").write_bytes(b"")
+    monkeypatch.setenv("REPLICATOR_DAEMON_HOME", str(tmp_path))
+    assert launcher.classpath().startswith(str(tmp_path / "replicator-daemon.jar"))
+
+
+def test_compose_runs_the_replicator_with_options_the_cli_accepts() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    service = compose["services"]["replicator"]
+    assert service["build"]["dockerfile"] == "docker/Dockerfile"
+    command = service["command"]
+    assert command[0] == "run"
+    ctx = main.commands["run"].make_context("run", list(command[1:]))
+    assert ctx.params["source_table"] == "orders" and ctx.params["destination_endpoint"] == "http://destination:8000"
+    assert int(service["stop_grace_period"].rstrip("s")) > 30
