@@ -187,6 +187,8 @@ def local(port: int, in_memory: bool, db_path: Path | None) -> None:
 
     if in_memory and db_path:
         raise ReplicatorError("choose --in-memory or --db-path DIR, not both")
+    if db_path:
+        db_path.mkdir(parents=True, exist_ok=True)
     argv = command(port, db_path)
     click.echo(f"DynamoDB Local on http://127.0.0.1:{port} ({'dbPath ' + str(db_path) if db_path else 'in memory'})", err=True)
     os.execv(argv[0], argv)

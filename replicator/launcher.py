@@ -46,7 +46,9 @@ def classpath() -> str:
 
 
 def command(properties: Path, java: str | None = None, heap: str = "512m") -> list[str]:
-    return [java or find_java(), f"-Xmx{heap}", "-cp", classpath(), MAIN_CLASS, str(properties)]
+    # Our logging configuration under its own name: the MultiLang jar ships a logback.xml as well.
+    return [java or find_java(), f"-Xmx{heap}", "-Dlogback.configurationFile=replicator-logback.xml",
+            "-cp", classpath(), MAIN_CLASS, str(properties)]
 
 
 def environment(properties: Path) -> dict[str, str]:

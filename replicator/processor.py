@@ -15,6 +15,7 @@ properties file. Rules it keeps:
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -130,7 +131,17 @@ def protocol_stdout() -> TextIO:
     return os.fdopen(protocol_fd, "w", buffering=1, encoding="utf-8")
 
 
+def ignore_termination_signals() -> None:
+    """The daemon, not a signal, ends a processor: SIGTERM or Ctrl-C sent to the whole process group
+    (supervisord's stopasgroup, a terminal) must leave it alive to answer the daemon's shutdownRequested
+    and checkpoint. When the daemon is gone, its end of stdin closes and the processor exits; SIGKILL
+    still works."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main() -> None:
+    ignore_termination_signals()
     protocol_out = protocol_stdout()
     log.configure()
     try:

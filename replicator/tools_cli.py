@@ -144,3 +144,150 @@ def replicate_record_command(primary: str, replica: str, key: str, source_endpoi
     click.echo(f"{result.action}: {json.dumps(result.as_json()['key'], sort_keys=True)} (was {result.before.status})")
     if as_json:
         _emit_json(result.as_json())
+
+
+@_command
+@click.command("copy-table")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@endpoint_options
+@segment_options
+@click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None,
+              help="Read capacity units per second to consume at most from SRC.")
+@click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None,
+              help="Write capacity units per second to consume at most in DST.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file.")
+@click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where each segment's position is kept. [default: .copy-table.<tables>[.segment-I].json]")
+@click.option("--page-size", type=click.IntRange(1, 10000), default=None,
+              help="Items per Scan page (Scan's Limit; a page is also at most 1 MB). [default: 250]")
+@click.option("--in-flight", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="BatchWriteItem requests in flight.")
+@json_option
+@friendly_errors
+def copy_table_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
+                       segments: int | None, segment: int | None, read_units: float | None, write_units: float | None,
+                       resume: bool, state_file: Path | None, page_size: int | None, in_flight: int,
+                       as_json: bool) -> None:
+    """Copy every item of SRC into DST (region/table each), with a parallel Scan and BatchWriteItem.
+
+    Prints an estimate first, and warns when the copy would outlast a stream's 24-hour retention.
+    Interrupted (crash, Ctrl-C), it continues with --resume, re-copying at most one page per segment.
+    """
+    from replicator.copy_table import copy_table, estimate
+    from replicator.tables import check_same_keys, check_segments, open_table
+
+    log.configure()
+    check_segments(segment, segments)
+    src = open_table(source, source_endpoint)
+    dst = open_table(destination, destination_endpoint)
+    check_same_keys(src, dst)
+    for line in estimate(src, dst, write_units).lines():
+        click.echo(line, err=line.startswith("warning"))
+    try:
+        result = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
+                            write_units=write_units, state_path=state_file, resume=resume, page_size=page_size,
+                            max_in_flight=in_flight)
+    except KeyboardInterrupt:
+        click.echo("replicator: interrupted: run the same command with --resume to continue", err=True)
+        sys.exit(130)
+    click.echo(f"Copied {result.copied} items from {src.spec} to {dst.spec} in {result.seconds:.1f} s "
+               f"({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of {result.segments})")
+    if as_json:
+        _emit_json(result.as_json())
+
+
+@_command
+@click.command("bootstrap")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@endpoint_options
+@click.option("--segments", type=int, default=None, metavar="N", help="Parallel Scan segments of the copy.")
+@click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None, help="Copy's read units per second at most.")
+@click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None, help="Copy's write units per second at most.")
+@click.option("--page-size", type=click.IntRange(1, 10000), default=None, help="Items per Scan page of the copy.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file, then start replication.")
+@click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The copy's state file.")
+@click.option("--task-name", "--taskName", "task_name", default=None, help="Name of the lease table after the prefix.")
+@click.option("--write-properties", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the path's properties file. [default: properties/<taskName>.properties]")
+@click.option("--kcl-property", "kcl_properties", multiple=True, metavar="KEY=VALUE",
+              help="Any other property for the file (repeatable), as with `replicator run`.")
+@click.option("--daemon-log", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Append the daemon's output to this file. [default: this command's stdout]")
+@click.option("--check-timeout", type=click.FloatRange(0), default=600, show_default=True,
+              help="Seconds to wait for the replica to equal the source after replication starts.")
+@click.option("--exit-after-check", is_flag=True,
+              help="Stop the daemon (SIGTERM) after the check; by default it keeps running in the foreground.")
+@json_option
+@friendly_errors
+def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
+                      segments: int | None, read_units: float | None, write_units: float | None,
+                      page_size: int | None, resume: bool, state_file: Path | None, task_name: str | None,
+                      write_properties: Path | None, kcl_properties: tuple[str, ...], daemon_log: Path | None,
+                      check_timeout: float, exit_after_check: bool, as_json: bool) -> None:
+    """Start replicating SRC to DST under live writes: check the stream, copy, replicate from TRIM_HORIZON, check.
+
+    The copy runs while no daemon applies anything; then the daemon replays the stream (enabled before
+    the copy) from its oldest record over the copied items, so a copied item never overwrites a newer
+    change. Exit status 0 when the check found the tables equal, 1 when not, 2 on bad input.
+    """
+    import signal as signals
+
+    from replicator import bootstrap as bs
+    from replicator.copy_table import copy_table, estimate
+    from replicator.errors import ReplicatorError
+    from replicator.tables import check_segments, open_table
+
+    log.configure()
+    check_segments(None, segments)
+    extra = {}
+    for setting in kcl_properties:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
+        extra[key.strip()] = value.strip()
+    src = open_table(source, source_endpoint)
+    dst = open_table(destination, destination_endpoint)
+    path = bs.replication_path(src, dst, task_name)
+    bs.check_ready(src, dst, path)
+    for line in estimate(src, dst, write_units).lines():
+        click.echo(line, err=line.startswith("warning"))
+    try:
+        copied = copy_table(src, dst, segments=segments, read_units=read_units, write_units=write_units,
+                            state_path=state_file, resume=resume, page_size=page_size)
+    except KeyboardInterrupt:
+        click.echo("replicator: interrupted: run the same command with --resume to continue the copy", err=True)
+        sys.exit(130)
+    click.echo(f"Copied {copied.copied} items in {copied.seconds:.1f} s; starting replication at TRIM_HORIZON")
+    properties = write_properties or Path("properties") / f"{path.application_name}.properties"
+    output = open(daemon_log, "ab") if daemon_log else None
+    started = bs.start_replication(path, properties, extra, output)
+    status: int | None = None
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM as Ctrl-C: either stops the daemon (SIGTERM) before exiting
+
+    signals.signal(signals.SIGTERM, interrupted)
+    try:
+        check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout)
+        from replicator.diff_tables import summary
+
+        click.echo("Check: " + summary(check, src, dst) + (" (equal)" if not check.discrepancies else
+                   f" after {check_timeout:g} s; the daemon may still be catching up: check again with diff-tables"))
+        if exit_after_check:
+            status = bs.stop_daemon(started.daemon)
+        else:
+            click.echo(f"Replicating with {properties} (lease table {path.application_name}); Ctrl-C or SIGTERM stops it")
+            try:
+                status = started.daemon.wait()
+            except KeyboardInterrupt:
+                status = bs.stop_daemon(started.daemon)
+    except BaseException:
+        bs.stop_daemon(started.daemon)
+        raise
+    if as_json:
+        _emit_json(bs.as_json(copied.copied, started, check, status))
+    if not exit_after_check:
+        sys.exit(status or 0)
+    sys.exit(0 if not check.discrepancies and status == 0 else 1)

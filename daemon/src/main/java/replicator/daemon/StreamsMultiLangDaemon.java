@@ -189,7 +189,10 @@ public final class StreamsMultiLangDaemon {
         log.info("Shutting down gracefully within {} ms", graceMillis);
         boolean done = false;
         try {
-            done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS);
+            done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS)
+                    // KCL 3.1 can leave a processor uncounted after leaseLost although the scheduler has
+                    // finished shutting down (and the processor checkpointed on shutdownRequested).
+                    || scheduler.shutdownComplete();
             log.info("Graceful shutdown {}", done ? "complete" : "incomplete");
         } catch (Exception e) {
             log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());

@@ -1,0 +1,126 @@
+"""bootstrap: start replicating a table that already has data and keeps taking writes.
+
+The order makes it safe without comparing versions:
+
+1. Check the source's stream (enabled, with new images) and that the path has never run (no lease
+   table: its checkpoints, not TRIM_HORIZON, would decide where replication starts).
+2. Copy the table while no daemon applies anything. The stream was enabled before the copy began, so
+   it holds every change made during the copy (and up to 24 hours before it).
+3. Start the daemon (``replicator run --properties``) at TRIM_HORIZON: it replays the stream from its
+   oldest record, in order per key, over the copied images.
+
+Every copied item is written before the daemon starts, so no copied image can ever overwrite a change
+the stream applied. Replaying records older than the copy briefly takes an item back in time, but the
+last record of each key is the item's current state, so the replica converges to the source (an item
+with no record in the stream has not changed since before it, and its copied image is current). This
+holds while the copy takes less than the stream's 24 hours, which copy-table's estimate warns about.
+
+4. Check: compare the tables until they are equal (or the check's time runs out).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, IO
+
+from botocore.exceptions import ClientError
+
+from replicator import checks, clients, log
+from replicator.config import ReplicationPath
+from replicator.diff_tables import DiffResult, diff_tables
+from replicator.errors import ReplicatorError
+from replicator.tables import Table, check_same_keys
+
+_log = log.get("replicator.bootstrap")
+
+
+def replication_path(source: Table, destination: Table, task_name: str | None = None) -> ReplicationPath:
+    return ReplicationPath(
+        source_region=source.spec.region, source_table=source.name, source_endpoint=source.endpoint,
+        destination_region=destination.spec.region, destination_table=destination.name,
+        destination_endpoint=destination.endpoint, task_name=task_name, initial_position="TRIM_HORIZON",
+    )
+
+
+def check_ready(source: Table, destination: Table, path: ReplicationPath) -> None:
+    """The stream carries new images, the keys match and the path has never run."""
+    checks.check_stream(source.description, source.spec.region)
+    check_same_keys(source, destination)
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    try:
+        leases.describe_table(TableName=path.application_name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return
+        raise ReplicatorError(f"cannot check the lease table {path.application_name}: {exc}") from None
+    raise ReplicatorError(
+        f"lease table {path.application_name} exists: this path has run before, so its checkpoints, not "
+        "TRIM_HORIZON, would decide where replication starts; bootstrap with another --task-name, or delete "
+        "that table (and its -WorkerMetricStats and -CoordinatorState tables) first"
+    )
+
+
+def start_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """`replicator run --properties FILE` in its own session, so it can be stopped as a process group."""
+    replicator = Path(sys.executable).parent / "replicator"
+    return subprocess.Popen(
+        [str(replicator), "run", "--properties", str(properties)],
+        stdout=output, stderr=subprocess.STDOUT if output is not None else None,
+        start_new_session=True, env=dict(os.environ),
+    )
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    """SIGTERM (the daemon checkpoints and exits); the whole group is killed if it outlasts the timeout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
+                     poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> DiffResult:
+    """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died."""
+    deadline = clock() + timeout_s
+    while True:
+        result = diff_tables(source, destination)
+        _log.info("bootstrap_check", missing=result.missing, different=result.different, extraneous=result.extraneous)
+        if not result.discrepancies or clock() >= deadline:
+            return result
+        if daemon.poll() is not None:
+            raise ReplicatorError(f"the replication daemon exited with status {daemon.returncode} before the replica caught up")
+        time.sleep(poll_s)
+
+
+@dataclass
+class Started:
+    path: ReplicationPath
+    properties: Path
+    daemon: subprocess.Popen[bytes]
+
+
+def start_replication(path: ReplicationPath, properties: Path, extra: dict[str, str], output: IO[bytes] | None) -> Started:
+    path.write_properties(properties, extra={**extra, "initialPositionInStream": "TRIM_HORIZON"})
+    daemon = start_daemon(properties, output)
+    _log.info("replication_started", properties=str(properties), lease_table=path.application_name,
+              initial_position="TRIM_HORIZON", pid=daemon.pid)
+    return Started(path, properties, daemon)
+
+
+def as_json(copied: int, started: Started, check: DiffResult | None, status: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"copied": copied, "properties": str(started.properties),
+                           "lease_table": started.path.application_name, "daemon_exit_status": status}
+    if check is not None:
+        out.update(check=check.as_json(), equal=check.discrepancies == 0)
+    return out
