@@ -34,6 +34,7 @@ unit: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench.replication
+	$(VENV)/bin/python -m bench.copy_table
 
 clean:
 	rm -rf $(VENV) daemon/target daemon/dynamodb-local/target

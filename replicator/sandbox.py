@@ -43,14 +43,18 @@ class Sandbox:
     workdir: Path
     source_table: str = "orders"
     destination_table: str = "orders-replica"
-    destination_stream: bool = False
+    destination_on_disk: bool = False
+    """Keep the destination's tables in a directory, so that it can be stopped and started (an outage)."""
     path_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         use_local_credentials()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.source_db = DynamoDBLocal(log_path=self.workdir / "dynamodb-source.log")
-        self.destination_db = DynamoDBLocal(log_path=self.workdir / "dynamodb-destination.log")
+        self.destination_db = DynamoDBLocal(
+            log_path=self.workdir / "dynamodb-destination.log",
+            db_path=self.workdir / "destination-data" if self.destination_on_disk else None,
+        )
         self.daemons: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> "Sandbox":
@@ -110,6 +114,18 @@ class Sandbox:
         except ProcessLookupError:
             pass
         proc.wait()
+
+    def processor_pids(self, proc: subprocess.Popen[bytes]) -> list[int]:
+        """The record processors the daemon spawned (Java's children in its process group)."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:  # the daemon's pid is Java itself (replicator run execs it)
+                pids.append(int(stat.parent.name))
+        return pids
 
     def diff(self) -> TableDiff:
         return compare_tables(self.source, self.source_table, self.destination, self.destination_table)

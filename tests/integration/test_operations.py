@@ -1,0 +1,95 @@
+"""Operating the daemon: a destination outage, and two workers under repeated kill -9."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from replicator.sandbox import Sandbox
+from replicator.workload import LagProbe, MixedWorkload
+
+pytestmark = pytest.mark.integration
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def checkpoints(sandbox: Sandbox) -> dict[str, str]:
+    items = sandbox.source.scan(TableName=sandbox.path.application_name, ConsistentRead=True)["Items"]
+    return {i["leaseKey"]["S"]: i["checkpoint"]["S"] for i in items}
+
+
+def events(log_text: str, name: str) -> list[dict]:
+    return [json.loads(line) for line in log_text.splitlines() if line.startswith("{") and f'"{name}"' in line]
+
+
+def test_destination_outage_retries_with_bounded_memory_never_checkpoints_ahead_and_catches_up(tmp_path: Path) -> None:
+    with Sandbox(tmp_path, destination_on_disk=True) as sandbox:
+        daemon = sandbox.start_daemon()
+        probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
+        assert probe.measure_once() is not None, "the daemon never replicated"
+        workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=300, seed=31)
+        writer = threading.Thread(target=workload.run, args=(6000, 100))  # 60 s of writes
+        writer.start()
+        time.sleep(10)
+
+        sandbox.destination_db.stop()
+        outage_started = time.monotonic()
+        before = checkpoints(sandbox)
+        memory: list[float] = []
+        while time.monotonic() - outage_started < 30:
+            assert checkpoints(sandbox) == before, "checkpointed while the destination was down"
+            memory += [m for pid in sandbox.processor_pids(daemon) if (m := rss_mb(pid)) is not None]
+            time.sleep(1)
+        sandbox.destination_db.start()
+        restarted = time.monotonic()
+
+        writer.join()
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        caught_up_s = time.monotonic() - restarted
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        assert daemon.poll() is None, "the daemon gave up during the outage"
+
+        assert len(memory) >= 20, memory
+        assert max(memory) < 200 and max(memory) - min(memory) < 20, memory
+        retries = events(sandbox.daemon_log(0), "destination_write_retrying")
+        assert 1 <= len(retries) <= 30 / 10 + 2, len(retries)  # once per 10 s interval, not per record
+        print(f"outage: processor RSS {min(memory):.0f}-{max(memory):.0f} MB, {len(retries)} retry log lines, "
+              f"caught up {caught_up_s:.1f} s after the destination came back")
+
+
+def test_two_workers_survive_repeated_kill_9_of_either_one(tmp_path: Path) -> None:
+    rng = random.Random(41)
+    with Sandbox(tmp_path) as sandbox:
+        workers = [sandbox.start_daemon(), sandbox.start_daemon()]
+        workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=300, seed=42)
+        writer = threading.Thread(target=workload.run, args=(7000, 100))  # 70 s of writes
+        writer.start()
+
+        kills = 0
+        chaos_started = time.monotonic()
+        while time.monotonic() - chaos_started < 60:
+            time.sleep(rng.uniform(3, 7))
+            victim = rng.randrange(len(workers))
+            sandbox.kill_daemon(workers[victim])  # the whole process group: Java and its processors
+            kills += 1
+            workers[victim] = sandbox.start_daemon()  # as supervisord would
+        writer.join()
+
+        diff = sandbox.wait_for_equality(timeout_s=420)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        assert kills >= 8
+        assert workload.stats.operations == 7000
+        print(f"chaos: {kills} kill -9 in {time.monotonic() - chaos_started:.0f} s, equal afterwards")
