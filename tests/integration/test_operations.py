@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -93,3 +95,22 @@ def test_two_workers_survive_repeated_kill_9_of_either_one(tmp_path: Path) -> No
         assert kills >= 8
         assert workload.stats.operations == 7000
         print(f"chaos: {kills} kill -9 in {time.monotonic() - chaos_started:.0f} s, equal afterwards")
+
+
+def test_a_killed_processor_stops_the_daemon_loudly_and_its_shard_is_processed_again(tmp_path: Path) -> None:
+    with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 5000}) as sandbox:
+        daemon = sandbox.start_daemon()
+        probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
+        assert probe.measure_once() is not None, "the daemon never replicated"
+        processors = sandbox.processor_pids(daemon)
+        assert processors, "no record processor found under the daemon"
+
+        os.kill(processors[0], signal.SIGKILL)  # a processor dies (a bug, the OOM killer)
+        daemon.wait(timeout=120)
+        assert daemon.returncode != 0
+        assert "Child process exited with value: 137" in sandbox.daemon_log(0)  # 128 + SIGKILL, in the daemon's log
+
+        MixedWorkload(sandbox.source, sandbox.source_table, keys=100, seed=51).run(500, rate=250)
+        sandbox.start_daemon()
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0
