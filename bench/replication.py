@@ -58,7 +58,7 @@ def throughput(sandbox: Sandbox, items: list[dict[str, Any]]) -> tuple[float, fl
     while count(sandbox.destination, sandbox.destination_table) == 0:
         time.sleep(0.05)
     first = time.monotonic()
-    while (n := count(sandbox.destination, sandbox.destination_table)) < len(items):
+    while count(sandbox.destination, sandbox.destination_table) < len(items):
         time.sleep(0.2)
     replicated = len(items) / (time.monotonic() - first)
     return replicated, baseline

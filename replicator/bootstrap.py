@@ -20,10 +20,7 @@ holds while the copy takes less than the stream's 24 hours, which copy-table's e
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ from typing import Any, IO
 from botocore.exceptions import ClientError
 
 from replicator import checks, clients, log
+from replicator.launcher import spawn_daemon
 from replicator.config import ReplicationPath
 from replicator.diff_tables import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
@@ -67,28 +65,6 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath) -> Non
     )
 
 
-def start_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
-    """`replicator run --properties FILE` in its own session, so it can be stopped as a process group."""
-    replicator = Path(sys.executable).parent / "replicator"
-    return subprocess.Popen(
-        [str(replicator), "run", "--properties", str(properties)],
-        stdout=output, stderr=subprocess.STDOUT if output is not None else None,
-        start_new_session=True, env=dict(os.environ),
-    )
-
-
-def stop_daemon(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
-    """SIGTERM (the daemon checkpoints and exits); the whole group is killed if it outlasts the timeout."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
-
-
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
                      poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> DiffResult:
     """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died."""
@@ -112,7 +88,7 @@ class Started:
 
 def start_replication(path: ReplicationPath, properties: Path, extra: dict[str, str], output: IO[bytes] | None) -> Started:
     path.write_properties(properties, extra={**extra, "initialPositionInStream": "TRIM_HORIZON"})
-    daemon = start_daemon(properties, output)
+    daemon = spawn_daemon(properties, output)
     _log.info("replication_started", properties=str(properties), lease_table=path.application_name,
               initial_position="TRIM_HORIZON", pid=daemon.pid)
     return Started(path, properties, daemon)

@@ -12,26 +12,33 @@ from replicator.errors import ReplicatorError
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
 
 
-def describe_table(client: Any, region: str, table: str, role: str, option: str) -> dict[str, Any]:
+def describe(client: Any, table: str, what: str, not_found_fix: str, reach_fix: str) -> dict[str, Any]:
+    """DescribeTable, with every expected failure turned into one line naming ``what`` and the fix."""
     try:
         return client.describe_table(TableName=table)["Table"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
         if code == "ResourceNotFoundException":
-            raise ReplicatorError(
-                f"{role} table {region}/{table} does not exist: create it, or fix --{option}-table/--{option}-region"
-            ) from None
+            raise ReplicatorError(f"{what} does not exist: {not_found_fix}") from None
         message = exc.response.get("Error", {}).get("Message")
-        raise ReplicatorError(f"cannot describe {role} table {region}/{table}: {code}: {message}") from None
+        raise ReplicatorError(f"cannot describe {what}: {code}: {message}") from None
     except NoCredentialsError:
         raise ReplicatorError(
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
             "with an instance or task role"
         ) from None
     except BotoCoreError as exc:
-        raise ReplicatorError(
-            f"cannot reach the {role} table {region}/{table}: {exc}; check --{option}-endpoint and the network"
-        ) from None
+        raise ReplicatorError(f"cannot reach {what}: {exc}; {reach_fix}") from None
+
+
+def describe_table(client: Any, region: str, table: str, role: str, option: str) -> dict[str, Any]:
+    return describe(
+        client,
+        table,
+        f"{role} table {region}/{table}",
+        f"create it, or fix --{option}-table/--{option}-region",
+        f"check --{option}-endpoint and the network",
+    )
 
 
 def check_stream(table: dict[str, Any], region: str) -> None:

@@ -19,6 +19,7 @@ from replicator.config import (
     ReplicationPath,
     TASK_NAME_PREFIX,
     build_path,
+    parse_kcl_properties,
     path_from_properties,
     read_properties,
 )
@@ -120,12 +121,7 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     from replicator import checks, launcher
 
     given = {k: v for k, v in options.items() if v is not None}
-    extra = {}
-    for setting in kcl_properties:
-        key, sep, value = setting.partition("=")
-        if not sep or not key.strip():
-            raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
-        extra[key.strip()] = value.strip()
+    extra = parse_kcl_properties(kcl_properties)
     if properties and extra:
         raise ReplicatorError(f"--properties describes the whole path; drop --kcl-property or edit {properties}")
     path = _path_from(properties, given)

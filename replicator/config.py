@@ -131,6 +131,17 @@ class ReplicationPath(BaseModel):
                         timestamp=False, encoding="utf-8")
 
 
+def parse_kcl_properties(settings: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--kcl-property KEY=VALUE`` options to a dict, or one clear line about the first malformed one."""
+    parsed = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
 def read_properties(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise ReplicatorError(f"properties file {path} not found: check the path, or write one with `replicator run`")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from replicator.errors import ReplicatorError
 
@@ -65,3 +68,29 @@ def exec_daemon(properties: Path) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, environment(properties))
+
+
+def spawn_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """`replicator run --properties FILE` as a child in its own session, so that it can be stopped as a
+    process group (used by bootstrap, the demo and the tests)."""
+    replicator = Path(sys.executable).parent / "replicator"
+    return subprocess.Popen(
+        [str(replicator), "run", "--properties", str(properties)],
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+        start_new_session=True,
+        env=dict(os.environ),
+    )
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    """SIGTERM, as supervisord or Docker sends it (the daemon checkpoints and exits); the daemon's whole
+    process group is killed if it outlasts ``timeout_s``. Returns the exit status (negative: the signal)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode

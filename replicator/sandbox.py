@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from replicator.compare import TableDiff, compare_tables
 from replicator.config import ReplicationPath
+from replicator.launcher import spawn_daemon, stop_daemon
 from replicator.local import DynamoDBLocal, use_local_credentials
 from replicator.workload import create_table
 
@@ -82,30 +82,13 @@ class Sandbox:
         return self
 
     def start_daemon(self) -> subprocess.Popen[bytes]:
-        index = len(self.daemons)
-        out = open(self.workdir / f"daemon-{index}.log", "ab")
-        replicator = Path(sys.executable).parent / "replicator"
-        proc = subprocess.Popen(
-            [str(replicator), "run", "--properties", str(self.properties)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ),
-        )
+        out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
+        proc = spawn_daemon(self.properties, out)
         self.daemons.append(proc)
         return proc
 
     def stop_daemon(self, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
-        """SIGTERM, as supervisord or Docker sends it: the daemon checkpoints and exits."""
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise
-        return proc.returncode
+        return stop_daemon(proc, timeout_s)
 
     def kill_daemon(self, proc: subprocess.Popen[bytes]) -> None:
         """kill -9 of the whole process group: Java and every processor it spawned."""
@@ -148,10 +131,7 @@ class Sandbox:
     def stop(self) -> None:
         for proc in self.daemons:
             if proc.poll() is None:
-                try:
-                    self.stop_daemon(proc, timeout_s=30)
-                except subprocess.TimeoutExpired:
-                    pass
+                self.stop_daemon(proc, timeout_s=30)
         for db in (self.source_db, self.destination_db):
             db.stop()
 

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-from replicator import clients
+from replicator import checks, clients
 from replicator.codec import Item, encode_item, key_id
 from replicator.errors import ReplicatorError
 
@@ -93,23 +91,13 @@ class Table:
 
 def describe(client: Any, spec: TableSpec, endpoint: str | None) -> dict[str, Any]:
     where = f" at {endpoint}" if endpoint else ""
-    try:
-        return client.describe_table(TableName=spec.table)["Table"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            raise ReplicatorError(
-                f"table {spec} does not exist{where}: check the table name and region, and the endpoint option"
-            ) from None
-        message = exc.response.get("Error", {}).get("Message")
-        raise ReplicatorError(f"cannot describe table {spec}{where}: {code}: {message}") from None
-    except NoCredentialsError:
-        raise ReplicatorError(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
-            "with an instance or task role"
-        ) from None
-    except BotoCoreError as exc:
-        raise ReplicatorError(f"cannot reach table {spec}{where}: {exc}; check the endpoint option and the network") from None
+    return checks.describe(
+        client,
+        spec.table,
+        f"table {spec}{where}",
+        "check the table name and region, and the endpoint option",
+        "check the endpoint option and the network",
+    )
 
 
 def open_table(text: str, endpoint: str | None, *, pool: int = 32) -> Table:

@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from replicator import log
+from replicator.config import parse_kcl_properties
+from replicator.launcher import stop_daemon
 from replicator.errors import friendly_errors
 
 TOOL_COMMANDS: list[click.Command] = []
@@ -236,17 +238,11 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
 
     from replicator import bootstrap as bs
     from replicator.copy_table import copy_table, estimate
-    from replicator.errors import ReplicatorError
     from replicator.tables import check_segments, open_table
 
     log.configure()
     check_segments(None, segments)
-    extra = {}
-    for setting in kcl_properties:
-        key, sep, value = setting.partition("=")
-        if not sep or not key.strip():
-            raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
-        extra[key.strip()] = value.strip()
+    extra = parse_kcl_properties(kcl_properties)
     src = open_table(source, source_endpoint)
     dst = open_table(destination, destination_endpoint)
     path = bs.replication_path(src, dst, task_name)
@@ -276,15 +272,15 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         click.echo("Check: " + summary(check, src, dst) + (" (equal)" if not check.discrepancies else
                    f" after {check_timeout:g} s; the daemon may still be catching up: check again with diff-tables"))
         if exit_after_check:
-            status = bs.stop_daemon(started.daemon)
+            status = stop_daemon(started.daemon)
         else:
             click.echo(f"Replicating with {properties} (lease table {path.application_name}); Ctrl-C or SIGTERM stops it")
             try:
                 status = started.daemon.wait()
             except KeyboardInterrupt:
-                status = bs.stop_daemon(started.daemon)
+                status = stop_daemon(started.daemon)
     except BaseException:
-        bs.stop_daemon(started.daemon)
+        stop_daemon(started.daemon)
         raise
     if as_json:
         _emit_json(bs.as_json(copied.copied, started, check, status))

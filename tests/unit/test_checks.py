@@ -131,5 +131,5 @@ def test_access_denied_is_one_line_with_the_code():
 
 def test_an_unreachable_endpoint_names_the_endpoint_option():
     message = problem(RaisingClient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1")), None)
-    assert "cannot reach the source table us-east-1/src" in message
+    assert "cannot reach source table us-east-1/src" in message
     assert "--source-endpoint" in message
