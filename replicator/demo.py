@@ -26,8 +26,9 @@ def _say(message: str) -> None:
 def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="replicator-demo-"))
     started = time.monotonic()
-    _say(f"Logs and properties in {workdir}")
+    _say(f"Logs and properties in {workdir} (removed at the end unless the demo fails)")
     sandbox = Sandbox(workdir)
+    succeeded = False
     try:
         sandbox.start()
         _say(f"DynamoDB Local: source {sandbox.source_db.endpoint} (us-east-1/{sandbox.source_table}), "
@@ -57,8 +58,14 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
         status = sandbox.stop_daemon(daemon)
         _say(f"Daemon stopped with SIGTERM: exit status {status}")
         _say(f"Done in {time.monotonic() - started:.0f} s")
-        return 0 if diff.discrepancies == 0 and status == 0 else 1
+        succeeded = diff.discrepancies == 0 and status == 0
+        return 0 if succeeded else 1
+    except RuntimeError as exc:  # the sandbox's "daemon exited" (its log is in the kept directory)
+        _say(f"Demo failed: {exc}")
+        return 1
     finally:
         sandbox.stop()
-        if not keep:
+        if succeeded and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            _say(f"Kept {workdir} for inspection")
