@@ -90,6 +90,20 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     sys.exit(1 if result.unrepaired else 0)
 
 
+def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
+    """PRIMARY REPLICA KEY, the endpoints and --json, for the single-record commands."""
+    for decorate in reversed([
+        click.argument("primary", metavar="PRIMARY"),
+        click.argument("replica", metavar="REPLICA"),
+        click.argument("key", metavar="KEY"),
+        endpoint_options,
+        json_option,
+        friendly_errors,
+    ]):
+        func = decorate(func)
+    return func
+
+
 def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | None, destination_endpoint: str | None):  # noqa: ANN202
     from replicator.tables import open_table, parse_key
 
@@ -100,12 +114,7 @@ def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | 
 
 @_command
 @click.command("diff-record")
-@click.argument("primary", metavar="PRIMARY")
-@click.argument("replica", metavar="REPLICA")
-@click.argument("key", metavar="KEY")
-@endpoint_options
-@json_option
-@friendly_errors
+@record_arguments
 def diff_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
                         destination_endpoint: str | None, as_json: bool) -> None:
     """Compare one item, by KEY (plain JSON or DynamoDB JSON), in PRIMARY and REPLICA.
@@ -129,12 +138,7 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 
 @_command
 @click.command("replicate-record")
-@click.argument("primary", metavar="PRIMARY")
-@click.argument("replica", metavar="REPLICA")
-@click.argument("key", metavar="KEY")
-@endpoint_options
-@json_option
-@friendly_errors
+@record_arguments
 def replicate_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
                              destination_endpoint: str | None, as_json: bool) -> None:
     """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none)."""
