@@ -153,7 +153,16 @@ def read_properties(path: Path) -> dict[str, str]:
 
 def path_from_properties(props: dict[str, str], source: str = "properties") -> ReplicationPath:
     values = {PATH_KEYS[key]: value for key, value in props.items() if key in PATH_KEYS}
-    return build_path(values, source)
+    path = build_path(values, source)
+    # The daemon names its lease table after applicationName; `status` and the tools derive it from the
+    # path. An edited file where the two disagree would split one path over two lease tables.
+    given = props.get("applicationName")
+    if given is not None and given != path.application_name:
+        raise ReplicatorError(
+            f"{source}: applicationName {given} is not this path's lease table {path.application_name}: "
+            f"set taskName (the part after {TASK_NAME_PREFIX}) instead, or remove applicationName"
+        )
+    return path
 
 
 def build_path(values: dict[str, object], source: str = "options") -> ReplicationPath:

@@ -126,3 +126,10 @@ def test_the_documented_example_properties_describe_a_valid_path():
     assert props["applicationName"] == parsed.application_name
     assert props["streamName"] == parsed.source_table
     assert props["executableName"] == "replicator-processor"
+
+
+def test_an_applicationname_that_disagrees_with_the_path_is_refused(tmp_path):
+    file = tmp_path / "p.properties"
+    path().write_properties(file, extra={"applicationName": "SomethingElse"})
+    with pytest.raises(ReplicatorError, match="applicationName SomethingElse is not this path's lease table"):
+        path_from_properties(read_properties(file), source=str(file))
