@@ -79,9 +79,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--write-concurrency", type=int, default=8, help="the path's --write-concurrency")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="replicator-bench-"))
-    with Sandbox(workdir) as sandbox:
+    with Sandbox(workdir, path_settings={"write_concurrency": args.write_concurrency}) as sandbox:
         replicated, baseline = throughput(sandbox, make_items(args.items))
         samples, operations = lag(sandbox, args.rate, args.seconds)
     p50, p99 = percentile(samples, 50), percentile(samples, 99)

@@ -8,13 +8,19 @@ import boto3
 from botocore.config import Config
 
 
-def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1) -> Any:
-    """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt."""
+def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1, validate: bool = True) -> Any:
+    """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt.
+
+    ``validate=False`` skips botocore's client-side parameter validation: for items that come from
+    DynamoDB itself (stream images, scans) it only re-checks what the service checks anyway, and it is a
+    third of the processor's CPU per batch (measured: 1.64 s against 1.09 s of Python CPU for 6,000 items).
+    """
     config = Config(
         retries={"mode": "standard", "total_max_attempts": retries},
         max_pool_connections=pool,
         connect_timeout=5,
         read_timeout=30,
+        parameter_validation=validate,
     )
     return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
 

@@ -117,7 +117,9 @@ def load_path() -> ReplicationPath:
 
 
 def build_processor(path: ReplicationPath) -> ReplicationProcessor:
-    client = clients.dynamodb(path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2)
+    client = clients.dynamodb(
+        path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
+    )
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency)
     return ReplicationProcessor(Applier(writer))
 
