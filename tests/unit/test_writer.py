@@ -180,8 +180,6 @@ class LazyExecutor:
         pass
 
     def submit(self, fn, *args):
-        executor = self
-
         class LazyFuture(Future):
             def result(self, timeout=None):
                 if not self.done():
