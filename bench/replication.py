@@ -66,7 +66,7 @@ def throughput(sandbox: Sandbox, items: list[dict[str, Any]]) -> tuple[float, fl
 
 def lag(sandbox: Sandbox, rate: int, seconds: int) -> tuple[list[float], int]:
     probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
-    probe.measure_once()  # the daemon is up and has caught up with the throughput run
+    probe.measure_once()  # the daemon is up (the throughput run started it) and has caught up
     probe.start()
     workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=2000, seed=9, first_rev=10**7)
     stats = workload.run(rate * seconds, rate, threads=8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from replicator.sandbox import Sandbox
-from replicator.workload import LagProbe, MixedWorkload, percentile
+from replicator.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload, percentile
 
 
 def _say(message: str) -> None:
@@ -36,9 +36,9 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
         _say(f"Lease table (taskName): {sandbox.path.application_name}")
         daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
-        first = probe.measure_once()
+        first = probe.measure_once(timeout_s=FIRST_REPLICATION_TIMEOUT_S)
         if first is None:
-            _say("The daemon replicated nothing within 60 s; see daemon-0.log")
+            _say(f"The daemon replicated nothing within {FIRST_REPLICATION_TIMEOUT_S:.0f} s; see daemon-0.log")
             return 1
         _say(f"Daemon up: first item replicated {time.monotonic() - started:.1f} s after start")
         probe.start()

@@ -182,6 +182,11 @@ class MixedWorkload:
         return self.stats
 
 
+FIRST_REPLICATION_TIMEOUT_S = 180.0
+"""How long a new path may take to replicate its first item: KCL 3 waits a random 1-30 s before creating
+the leases of a new lease table, then elects a leader and assigns the leases (about a minute under load)."""
+
+
 class LagProbe:
     """Measures replication lag: writes a probe item to the source, times until the destination shows it.
 
@@ -210,12 +215,14 @@ class LagProbe:
         self._thread.join()
         return self.samples_ms
 
-    def measure_once(self) -> float | None:
+    def measure_once(self, timeout_s: float | None = None) -> float | None:
+        """One probe: its lag in milliseconds, or None if it was not visible within the timeout."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         self._n += 1
         key = {"pk": {"S": "probe"}, "sk": {"N": str(self._n)}}
         self.source.put_item(TableName=self.source_table, Item={**key, "probe": {"BOOL": True}})
         written = time.monotonic()
-        while time.monotonic() - written < self.timeout_s:
+        while time.monotonic() - written < timeout_s:
             found = self.destination.get_item(TableName=self.destination_table, Key=key, ConsistentRead=True)
             if "Item" in found:
                 return (time.monotonic() - written) * 1000

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from replicator.sandbox import Sandbox
-from replicator.workload import LagProbe, MixedWorkload
+from replicator.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_destination_outage_retries_with_bounded_memory_never_checkpoints_ahead_
     with Sandbox(tmp_path, destination_on_disk=True) as sandbox:
         daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
-        assert probe.measure_once() is not None, "the daemon never replicated"
+        assert probe.measure_once(FIRST_REPLICATION_TIMEOUT_S) is not None, "the daemon never replicated"
         workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=300, seed=31)
         writer = threading.Thread(target=workload.run, args=(6000, 100))  # 60 s of writes
         writer.start()
@@ -101,7 +101,7 @@ def test_a_killed_processor_stops_the_daemon_loudly_and_its_shard_is_processed_a
     with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 5000}) as sandbox:
         daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
-        assert probe.measure_once() is not None, "the daemon never replicated"
+        assert probe.measure_once(FIRST_REPLICATION_TIMEOUT_S) is not None, "the daemon never replicated"
         processors = sandbox.processor_pids(daemon)
         assert processors, "no record processor found under the daemon"
 
