@@ -39,11 +39,13 @@ from replicator.tables import Table, check_same_keys
 _log = log.get("replicator.bootstrap")
 
 
-def replication_path(source: Table, destination: Table, task_name: str | None = None) -> ReplicationPath:
+def replication_path(source: Table, destination: Table, task_name: str | None = None,
+                     version_attribute: str | None = None) -> ReplicationPath:
     return ReplicationPath(
         source_region=source.spec.region, source_table=source.name, source_endpoint=source.endpoint,
         destination_region=destination.spec.region, destination_table=destination.name,
         destination_endpoint=destination.endpoint, task_name=task_name, initial_position="TRIM_HORIZON",
+        version_attribute=version_attribute,
     )
 
 
@@ -66,11 +68,12 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath) -> Non
 
 
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
-                     poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> DiffResult:
+                     poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                     version_attribute: str | None = None) -> DiffResult:
     """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died."""
     deadline = clock() + timeout_s
     while True:
-        result = diff_tables(source, destination)
+        result = diff_tables(source, destination, version_attribute=version_attribute)
         _log.info("bootstrap_check", missing=result.missing, different=result.different, extraneous=result.extraneous)
         if not result.discrepancies or clock() >= deadline:
             return result

@@ -8,6 +8,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from replicator.config import ReplicationPath
 from replicator.errors import ReplicatorError
+from replicator.versions import TOMBSTONE_SUFFIX
 
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
 
@@ -79,5 +80,13 @@ def check_tables(path: ReplicationPath, source_client: Any, destination_client: 
             f"key schemas differ: source {path.source_table} has [{_show(key_schema(source))}] but destination "
             f"{path.destination_table} has [{_show(key_schema(destination))}]; create the destination with the "
             "source's key schema"
+        )
+    reserved = {path.version_attribute, f"{path.version_attribute}{TOMBSTONE_SUFFIX}"} if path.version_attribute else set()
+    clash = reserved & {name for name, _, _ in key_schema(destination)}
+    if clash:
+        raise ReplicatorError(
+            f"versionAttribute {path.version_attribute} reserves {sorted(clash)[0]}, a key attribute of "
+            f"{path.destination_table}: choose "
+            "an attribute name that no item of the source uses"
         )
     return source

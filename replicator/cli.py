@@ -51,9 +51,11 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("parent-shard-poll-interval-millis", {"type": click.IntRange(1), "help": "[default: 10000]"}),
     ("dont-publish-cloudwatch", {"is_flag": True, "default": None, "help": "Publish no KCL metrics to CloudWatch."}),
     ("initial-position", {"type": click.Choice(["TRIM_HORIZON", "LATEST"]), "help": "Where a new lease starts. [default: TRIM_HORIZON]"}),
-    ("write-concurrency", {"type": click.IntRange(1, 64), "help": "BatchWriteItem requests in flight per shard. [default: 8]"}),
+    ("write-concurrency", {"type": click.IntRange(1, 64), "help": "Write requests in flight per shard (BatchWriteItem, or PutItem with --version-attribute). [default: 8]"}),
     ("failover-time-millis", {"type": click.IntRange(1000), "help": "Lease duration before another worker takes over. [default: 10000]"}),
     ("shutdown-grace-millis", {"type": click.IntRange(1000), "help": "Time allowed for a graceful stop on SIGTERM. [default: 30000]"}),
+    ("version-attribute", {"metavar": "NAME", "help": "Keep each replica item's replication version in attribute NAME "
+                           "and never write over a newer one (deletes leave tombstones). [default: off]"}),
 ]
 
 
@@ -130,7 +132,7 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         path.write_properties(properties, extra=extra)
     launcher.find_java()
     launcher.classpath()
-    checks.check_tables(
+    source = checks.check_tables(
         path,
         clients.dynamodb(path.source_region, path.source_endpoint, retries=3),
         clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3),
@@ -140,7 +142,7 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         "starting_daemon", properties=str(properties), lease_table=path.application_name,
         source=f"{path.source_region}/{path.source_table}", destination=f"{path.destination_region}/{path.destination_table}",
     )
-    launcher.exec_daemon(properties)
+    launcher.exec_daemon(properties, stream_arn=source["LatestStreamArn"])
 
 
 @main.command()

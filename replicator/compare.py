@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.codec import Item, key_id, encode_item
+from replicator.versions import replica_view
 
 
 def scan_items(client: Any, table: str, consistent: bool = True) -> Iterator[Item]:
@@ -49,15 +50,18 @@ class TableDiff:
         return len(self.missing) + len(self.different) + len(self.extraneous)
 
 
-def compare_tables(primary: Any, primary_table: str, replica: Any, replica_table: str) -> TableDiff:
-    """Full scan of both tables (consistent reads), compared in memory: for tests and the demo's tables."""
+def compare_tables(primary: Any, primary_table: str, replica: Any, replica_table: str,
+                   version_attribute: str | None = None) -> TableDiff:
+    """Full scan of both tables (consistent reads), compared in memory: for tests and the demo's tables.
+
+    A versioned replica is compared as its readers see it (see ``versions.replica_view``)."""
     keys = key_attributes(primary, primary_table)
 
-    def index(items: Iterator[Item]) -> dict[str, Item]:
-        return {key_id(encode_item({k: item[k] for k in keys})): item for item in items}
+    def index(items: Iterator[Item | None]) -> dict[str, Item]:
+        return {key_id(encode_item({k: item[k] for k in keys})): item for item in items if item is not None}
 
     source = index(scan_items(primary, primary_table))
-    target = index(scan_items(replica, replica_table))
+    target = index(replica_view(item, version_attribute) for item in scan_items(replica, replica_table))
     diff = TableDiff(scanned=len(source), replica_scanned=len(target))
     for kid, item in source.items():
         other = target.get(kid)

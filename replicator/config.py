@@ -38,6 +38,7 @@ PATH_KEYS = {
     "failoverTimeMillis": "failover_time_millis",
     "shutdownGraceMillis": "shutdown_grace_millis",
     "idleTimeBetweenReadsInMillis": "idle_time_between_reads_millis",
+    "versionAttribute": "version_attribute",
 }
 
 
@@ -72,9 +73,13 @@ class ReplicationPath(BaseModel):
     failover_time_millis: int = Field(default=10_000, ge=1000)
     shutdown_grace_millis: int = Field(default=30_000, ge=1000)
     idle_time_between_reads_millis: int = Field(default=500, ge=1)
+    version_attribute: str | None = Field(default=None, max_length=200)
+    """Keep each replica item's replication version in this attribute, and write only over older ones
+    (see ``versions``); off by default, so that the replica holds exactly the source's attributes."""
 
     @field_validator(
-        "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name"
+        "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name",
+        "version_attribute",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

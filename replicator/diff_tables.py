@@ -6,7 +6,8 @@ in the primary, which finds the extraneous items. ``--repair`` puts missing and 
 deletes extraneous ones as it finds them, through the daemon's writer (BatchWriteItem, several requests
 in flight, retried until durable); ``--backfill`` only puts every primary item, without comparing.
 ``--segments N`` splits both scans into N parallel segments; ``--segment I`` runs one, so N machines can
-share a large table.
+share a large table. With ``version_attribute`` (a replica kept by a versioned path), the replica is read
+as its readers see it: tombstones are absent, and the version attribute is not part of an item.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from replicator import log
 from replicator.codec import Change, Item, encode_item
 from replicator.compare import normalise
 from replicator.tables import Table, batch_get, check_same_keys, check_segments, scan_pages
+from replicator.versions import TOMBSTONE_SUFFIX, replica_view
 from replicator.writer import TableWriter
 
 SAMPLE = 10
@@ -81,10 +83,12 @@ def _delete(table: Table, keys: Item) -> Change:
 
 class _Run:
     def __init__(self, primary: Table, replica: Table, *, repair: bool, backfill: bool, page_size: int | None,
-                 writer: TableWriter | None) -> None:
+                 writer: TableWriter | None, version_attribute: str | None) -> None:
         self.primary, self.replica = primary, replica
         self.repair, self.backfill, self.page_size = repair, backfill, page_size
         self.writer = writer
+        self.version_attribute = version_attribute
+        self.tombstone = [version_attribute + TOMBSTONE_SUFFIX] if version_attribute else []
         self._logged = 0
         self._lock = threading.Lock()
 
@@ -105,7 +109,8 @@ class _Run:
             if self.backfill:
                 self._write([_put(self.replica, item) for item in items], result)
                 continue
-            present = {self.replica.key_id(item): item for item in batch_get(self.replica, [self.primary.key_of(i) for i in items])}
+            present = {self.replica.key_id(seen): seen for item in batch_get(self.replica, [self.primary.key_of(i) for i in items])
+                       if (seen := replica_view(item, self.version_attribute)) is not None}
             fixes = []
             for item in items:
                 other = present.get(self.replica.key_id(item))
@@ -120,7 +125,9 @@ class _Run:
                 self._write(fixes, result)
         if self.backfill:
             return result
-        for keys, _ in scan_pages(self.replica, segment=segment, segments=segments, limit=self.page_size, keys_only=True):
+        for keys, _ in scan_pages(self.replica, segment=segment, segments=segments, limit=self.page_size, keys_only=True,
+                                  also=self.tombstone):
+            keys = [k for k in keys if replica_view(k, self.version_attribute) is not None]
             result.replica_scanned += len(keys)
             known = {self.primary.key_id(k) for k in batch_get(self.primary, keys, keys_only=True)}
             extra = [k for k in keys if self.primary.key_id(k) not in known]
@@ -147,13 +154,15 @@ def diff_tables(
     segments: int | None = None,
     page_size: int | None = None,
     max_in_flight: int = 8,
+    version_attribute: str | None = None,
 ) -> DiffResult:
     """Compare (and with ``repair`` or ``backfill``, write) one segment, or all ``segments`` in parallel."""
     check_segments(segment, segments)
     check_same_keys(primary, replica)
     total = segments or 1
     writer = TableWriter(replica.client, replica.name, max_in_flight=max_in_flight) if (repair or backfill) else None
-    run = _Run(primary, replica, repair=repair, backfill=backfill, page_size=page_size, writer=writer)
+    run = _Run(primary, replica, repair=repair, backfill=backfill, page_size=page_size, writer=writer,
+               version_attribute=version_attribute)
     result = DiffResult(repair=repair, backfill=backfill)
     _log.info("diff_started", primary=str(primary.spec), replica=str(replica.spec), segment=segment,
               segments=total, repair=repair, backfill=backfill)

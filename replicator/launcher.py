@@ -4,6 +4,8 @@ The Java side (daemon/) is a thin class that wires the DynamoDB Streams Kinesis 
 KCL's MultiLang processor factory; everything it needs comes from the path's properties file. The
 processor it spawns per shard finds the same file through REPLICATOR_PROPERTIES, and finds the
 ``replicator-processor`` executable on PATH, to which this module adds our own bin directory.
+``REPLICATOR_STREAM_ARN`` names the stream `replicator run` found: Java reads that stream, and the
+processors label replication versions with it, so both agree on which stream is replicated.
 """
 
 from __future__ import annotations
@@ -54,20 +56,24 @@ def command(properties: Path, java: str | None = None, heap: str = "512m") -> li
             "-cp", classpath(), MAIN_CLASS, str(properties)]
 
 
-def environment(properties: Path) -> dict[str, str]:
+STREAM_ARN_ENV = "REPLICATOR_STREAM_ARN"
+
+
+def environment(properties: Path, stream_arn: str) -> dict[str, str]:
     env = dict(os.environ)
     env["REPLICATOR_PROPERTIES"] = str(properties.resolve())
+    env[STREAM_ARN_ENV] = stream_arn
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env
 
 
-def exec_daemon(properties: Path) -> None:
+def exec_daemon(properties: Path, stream_arn: str) -> None:
     """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself."""
     argv = command(properties)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, environment(properties))
+    os.execve(argv[0], argv, environment(properties, stream_arn))
 
 
 def spawn_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:

@@ -29,6 +29,8 @@ from replicator.applier import Applier
 from replicator.codec import RecordFormatError
 from replicator.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
+from replicator.launcher import STREAM_ARN_ENV
+from replicator.versions import Versioning, stream_label
 from replicator.writer import TableWriter
 
 EXIT_NON_RETRYABLE = 3
@@ -72,6 +74,7 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
                 deletes=result.writes.deletes,
                 requests=result.writes.requests,
                 retries=result.writes.retries,
+                stale=result.writes.stale,
                 lag_ms_max=result.lag_ms_max,
                 millis_behind_latest=process_records_input.millis_behind_latest,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -116,11 +119,23 @@ def load_path() -> ReplicationPath:
     return path_from_properties(read_properties(Path(location)))
 
 
-def build_processor(path: ReplicationPath) -> ReplicationProcessor:
+def versioning(path: ReplicationPath, stream_arn: str | None) -> Versioning | None:
+    if path.version_attribute is None:
+        return None
+    if not stream_arn:
+        raise ReplicatorError(
+            f"{STREAM_ARN_ENV} is not set, and versionAttribute needs the stream's label: start the processor "
+            "through `replicator run`"
+        )
+    return Versioning(path.version_attribute, stream_label(stream_arn))
+
+
+def build_processor(path: ReplicationPath, stream_arn: str | None = None) -> ReplicationProcessor:
     client = clients.dynamodb(
         path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
     )
-    writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency)
+    writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
+                         versioning=versioning(path, stream_arn))
     return ReplicationProcessor(Applier(writer))
 
 
@@ -147,7 +162,7 @@ def main() -> None:
     protocol_out = protocol_stdout()
     log.configure()
     try:
-        processor = build_processor(load_path())
+        processor = build_processor(load_path(), os.environ.get(STREAM_ARN_ENV))
     except ReplicatorError as exc:
         _log.error("processor_not_started", error=str(exc))
         sys.exit(2)

@@ -13,6 +13,7 @@ from replicator import log
 from replicator.codec import Item, encode_item
 from replicator.compare import normalise
 from replicator.tables import Table, check_same_keys
+from replicator.versions import replica_view
 
 _log = log.get("replicator.records")
 
@@ -57,13 +58,15 @@ def _get(table: Table, key: Item) -> Item | None:
     return table.client.get_item(TableName=table.name, Key=key, ConsistentRead=True).get("Item")
 
 
-def diff_record(primary: Table, replica: Table, key: Item) -> RecordDiff:
+def diff_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None) -> RecordDiff:
+    """``version_attribute``: the replica is versioned; compare it as its readers see it."""
     check_same_keys(primary, replica)
-    return RecordDiff(key=key, primary_item=_get(primary, key), replica_item=_get(replica, key))
+    return RecordDiff(key=key, primary_item=_get(primary, key),
+                      replica_item=replica_view(_get(replica, key), version_attribute))
 
 
-def replicate_record(primary: Table, replica: Table, key: Item) -> ReplicateResult:
-    before = diff_record(primary, replica, key)
+def replicate_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None) -> ReplicateResult:
+    before = diff_record(primary, replica, key, version_attribute)
     if before.primary_item is not None:
         replica.client.put_item(TableName=replica.name, Item=before.primary_item)
         action = "put"

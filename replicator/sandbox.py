@@ -111,7 +111,8 @@ class Sandbox:
         return pids
 
     def diff(self) -> TableDiff:
-        return compare_tables(self.source, self.source_table, self.destination, self.destination_table)
+        return compare_tables(self.source, self.source_table, self.destination, self.destination_table,
+                              self.path.version_attribute)
 
     def wait_for_equality(self, timeout_s: float = 180.0, poll_s: float = 1.0) -> TableDiff:
         """Poll until the tables are equal; fail early if the newest daemon has died."""

@@ -14,7 +14,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -217,17 +217,20 @@ def scan_pages(
     limit: int | None = None,
     consistent: bool = True,
     keys_only: bool = False,
+    also: Sequence[str] = (),
     before_request: Callable[[], None] | None = None,
     on_consumed: Callable[[float], None] | None = None,
 ) -> Iterator[tuple[list[Item], Item | None]]:
-    """One segment of a parallel Scan, page by page: (items, LastEvaluatedKey or None at the end)."""
+    """One segment of a parallel Scan, page by page: (items, LastEvaluatedKey or None at the end).
+
+    ``keys_only`` reads the key attributes, and those named in ``also``."""
     kwargs: dict[str, Any] = {"TableName": table.name, "ConsistentRead": consistent}
     if segments > 1:
         kwargs.update(Segment=segment, TotalSegments=segments)
     if limit:
         kwargs["Limit"] = limit
     if keys_only:
-        kwargs.update(_key_projection(table))
+        kwargs.update(_key_projection(table, also))
     if on_consumed is not None:
         kwargs["ReturnConsumedCapacity"] = "TOTAL"
     if start_key:
@@ -245,8 +248,8 @@ def scan_pages(
         kwargs["ExclusiveStartKey"] = last
 
 
-def _key_projection(table: Table) -> dict[str, Any]:
-    names = {f"#k{i}": name for i, name in enumerate(table.key_names)}
+def _key_projection(table: Table, also: Sequence[str] = ()) -> dict[str, Any]:
+    names = {f"#k{i}": name for i, name in enumerate([*table.key_names, *also])}
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 

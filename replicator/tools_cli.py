@@ -46,6 +46,10 @@ def segment_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+version_option = click.option(
+    "--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME", default=None,
+    help="The replica is kept by a path with this versionAttribute: ignore the attribute, and read tombstones "
+         "as deleted items.")
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -61,11 +65,12 @@ def _emit_json(payload: dict[str, Any]) -> None:
 @click.option("--repair", is_flag=True, help="Make the replica match: put missing and different items, delete extraneous ones.")
 @click.option("--backfill", is_flag=True, help="Only put every primary item into the replica, without comparing.")
 @click.option("--page-size", type=click.IntRange(1, 10000), default=None, help="Items per Scan page (Scan's Limit).")
+@version_option
 @json_option
 @friendly_errors
 def diff_tables_command(primary: str, replica: str, source_endpoint: str | None, destination_endpoint: str | None,
                         segments: int | None, segment: int | None, repair: bool, backfill: bool,
-                        page_size: int | None, as_json: bool) -> None:
+                        page_size: int | None, version_attribute: str | None, as_json: bool) -> None:
     """Compare PRIMARY with REPLICA (region/table each): missing, different and extraneous items.
 
     Exit status 0 when the tables are equal (or --repair made them so), 1 while discrepancies remain,
@@ -81,7 +86,8 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     check_segments(segment, segments)
     p = open_table(primary, source_endpoint)
     r = open_table(replica, destination_endpoint)
-    result = diff_tables(p, r, repair=repair, backfill=backfill, segment=segment, segments=segments, page_size=page_size)
+    result = diff_tables(p, r, repair=repair, backfill=backfill, segment=segment, segments=segments, page_size=page_size,
+                         version_attribute=version_attribute)
     click.echo(summary(result, p, r))
     for line in sample_lines(result):
         click.echo(line)
@@ -91,12 +97,13 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
 
 
 def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
-    """PRIMARY REPLICA KEY, the endpoints and --json, for the single-record commands."""
+    """PRIMARY REPLICA KEY, the endpoints, --version-attribute and --json, for the single-record commands."""
     for decorate in reversed([
         click.argument("primary", metavar="PRIMARY"),
         click.argument("replica", metavar="REPLICA"),
         click.argument("key", metavar="KEY"),
         endpoint_options,
+        version_option,
         json_option,
         friendly_errors,
     ]):
@@ -116,7 +123,7 @@ def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | 
 @click.command("diff-record")
 @record_arguments
 def diff_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
-                        destination_endpoint: str | None, as_json: bool) -> None:
+                        destination_endpoint: str | None, version_attribute: str | None, as_json: bool) -> None:
     """Compare one item, by KEY (plain JSON or DynamoDB JSON), in PRIMARY and REPLICA.
 
     Exit status 0 when both are alike (or both absent), 1 when they differ, 2 on bad input.
@@ -125,7 +132,7 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 
     log.configure()
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
-    result = diff_record(p, r, parsed)
+    result = diff_record(p, r, parsed, version_attribute)
     payload = result.as_json()
     click.echo(f"{result.status}: {json.dumps(payload['key'], sort_keys=True)}")
     if result.status != "equal" or as_json:
@@ -140,13 +147,13 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 @click.command("replicate-record")
 @record_arguments
 def replicate_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
-                             destination_endpoint: str | None, as_json: bool) -> None:
+                             destination_endpoint: str | None, version_attribute: str | None, as_json: bool) -> None:
     """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none)."""
     from replicator.records import replicate_record
 
     log.configure()
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
-    result = replicate_record(p, r, parsed)
+    result = replicate_record(p, r, parsed, version_attribute)
     click.echo(f"{result.action}: {json.dumps(result.as_json()['key'], sort_keys=True)} (was {result.before.status})")
     if as_json:
         _emit_json(result.as_json())
@@ -225,13 +232,16 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
               help="Seconds to wait for the replica to equal the source after replication starts.")
 @click.option("--exit-after-check", is_flag=True,
               help="Stop the daemon (SIGTERM) after the check; by default it keeps running in the foreground.")
+@click.option("--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME", default=None,
+              help="Replicate with versionAttribute NAME (see `replicator run --help`).")
 @json_option
 @friendly_errors
 def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
                       segments: int | None, read_units: float | None, write_units: float | None,
                       page_size: int | None, resume: bool, state_file: Path | None, task_name: str | None,
                       write_properties: Path | None, kcl_properties: tuple[str, ...], daemon_log: Path | None,
-                      check_timeout: float, exit_after_check: bool, as_json: bool) -> None:
+                      check_timeout: float, exit_after_check: bool, version_attribute: str | None,
+                      as_json: bool) -> None:
     """Start replicating SRC to DST under live writes: check the stream, copy, replicate from TRIM_HORIZON, check.
 
     The copy runs while no daemon applies anything; then the daemon replays the stream (enabled before
@@ -249,7 +259,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     extra = parse_kcl_properties(kcl_properties)
     src = open_table(source, source_endpoint)
     dst = open_table(destination, destination_endpoint)
-    path = bs.replication_path(src, dst, task_name)
+    path = bs.replication_path(src, dst, task_name, version_attribute)
     bs.check_ready(src, dst, path)
     for line in estimate(src, dst, write_units).lines():
         click.echo(line, err=line.startswith("warning"))
@@ -270,7 +280,8 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
 
     signals.signal(signals.SIGTERM, interrupted)
     try:
-        check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout)
+        check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout,
+                                    version_attribute=path.version_attribute)
         from replicator.diff_tables import summary
 
         click.echo("Check: " + summary(check, src, dst) + (" (equal)" if not check.discrepancies else

@@ -5,6 +5,11 @@ connection errors and UnprocessedItems are retried with capped exponential backo
 they succeed: the processor must not checkpoint past a record that is not written, and giving up would
 do exactly that. Anything else (missing table, access denied, validation) cannot be fixed by retrying and
 is raised as :class:`NonRetryableWriteError`.
+
+With a :class:`~replicator.versions.Versioning`, each change is instead one PutItem conditional on the
+replica holding an older version (see ``versions``): BatchWriteItem takes no conditions. A refused
+condition is not an error: the replica already holds that change or a newer one, and it is counted as
+``stale``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never, w
 from replicator import log
 from replicator.codec import Change
 from replicator.errors import NonRetryableWriteError
+from replicator.versions import Versioning
 
 BATCH_LIMIT = 25
 
@@ -71,6 +77,8 @@ class WriteStats:
     deletes: int = 0
     requests: int = 0
     retries: int = 0
+    stale: int = 0
+    """Versioned writes refused because the replica already held that version or a newer one."""
 
 
 @dataclass
@@ -122,9 +130,13 @@ class TableWriter:
         log_interval_s: float = 10.0,
         before_request: Callable[[], None] | None = None,
         on_consumed: Callable[[float], None] | None = None,
+        versioning: Versioning | None = None,
     ) -> None:
         """``before_request`` runs before each BatchWriteItem (a rate limiter's wait); ``on_consumed``, if
-        given, asks for ReturnConsumedCapacity and receives each response's write units."""
+        given, asks for ReturnConsumedCapacity and receives each response's write units; ``versioning``
+        makes every write conditional on the replica's version (one PutItem per change)."""
+        if versioning is not None and on_consumed is not None:
+            raise ValueError("versioned writes do not report consumed capacity: pass versioning or on_consumed")
         self._client = client
         self._table = table
         self._sleep = sleep
@@ -133,32 +145,78 @@ class TableWriter:
         self._outage = _OutageLog(interval_s=log_interval_s, clock=clock)
         self._before_request = before_request
         self._on_consumed = on_consumed
+        self._versioning = versioning
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
     def write(self, changes: Sequence[Change]) -> WriteStats:
         """Return once every change is durable; raise NonRetryableWriteError if one can never be."""
-        requests = [to_request(c) for c in changes]
-        chunks = [requests[i : i + BATCH_LIMIT] for i in range(0, len(requests), BATCH_LIMIT)]
         stats = WriteStats(
             puts=sum(1 for c in changes if c.new_image is not None),
             deletes=sum(1 for c in changes if c.new_image is None),
         )
-        futures = [self._pool.submit(self._write_chunk, chunk) for chunk in chunks]
+        if self._versioning is not None:
+            jobs = [self._versioning.put_item_request(self._table, c) for c in changes]
+            futures = [self._pool.submit(self._write_versioned, job) for job in jobs]
+        else:
+            requests = [to_request(c) for c in changes]
+            chunks = [requests[i : i + BATCH_LIMIT] for i in range(0, len(requests), BATCH_LIMIT)]
+            futures = [self._pool.submit(self._write_chunk, chunk) for chunk in chunks]
         failure: BaseException | None = None
         for future in futures:  # wait for all, even after a failure, so nothing is left in flight
             try:
-                sent, retries = future.result()
+                sent, retries, stale = future.result()
                 stats.requests += sent
                 stats.retries += retries
+                stats.stale += stale
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 failure = failure or exc
         if failure is not None:
             raise failure
         return stats
 
-    def _write_chunk(self, chunk: list[dict[str, Any]]) -> tuple[int, int]:
+    def _retrying(self, attempt: Callable[[], None]) -> None:
+        """Run ``attempt`` until it succeeds or fails for a reason retrying cannot fix."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self._outage.retrying(self._table, exc, state.upcoming_sleep)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            wait=self._wait,
+            stop=stop_never,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise NonRetryableWriteError(err.get("Code", "ClientError"), err.get("Message", str(exc))) from exc
+
+    def _write_versioned(self, request: dict[str, Any]) -> tuple[int, int, int]:
+        sent = 0
+        stale = 0
+
+        def attempt() -> None:
+            nonlocal sent, stale
+            sent += 1
+            if self._before_request is not None:
+                self._before_request()
+            try:
+                self._client.put_item(**request)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                stale = 1
+
+        self._retrying(attempt)
+        return sent, sent - 1, stale
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> tuple[int, int, int]:
         pending = chunk
         sent = 0
 
@@ -179,21 +237,5 @@ class TableWriter:
                 pending = unprocessed
                 raise _Unprocessed(f"{len(unprocessed)} unprocessed items")
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self._outage.retrying(self._table, exc, state.upcoming_sleep)
-
-        retrying = Retrying(
-            retry=retry_if_exception(is_retryable),
-            wait=self._wait,
-            stop=stop_never,
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            retrying(attempt)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise NonRetryableWriteError(err.get("Code", "ClientError"), err.get("Message", str(exc))) from exc
-        return sent, sent - 1
+        self._retrying(attempt)
+        return sent, sent - 1, 0

@@ -104,7 +104,10 @@ public final class StreamsMultiLangDaemon {
         endpoint(props, "sourceStreamsEndpoint").or(() -> endpoint(props, "sourceEndpoint"))
                 .ifPresent(streamsBuilder::endpointOverride);
         DynamoDbStreamsClient streams = streamsBuilder.build();
-        String streamArn = latestStreamArn(streams, sourceTable);
+        // `replicator run` names the stream it checked, and the processors version records with its label:
+        // read that stream, not whichever is newest a moment later.
+        String checkedArn = System.getenv("REPLICATOR_STREAM_ARN");
+        String streamArn = checkedArn != null && !checkedArn.isBlank() ? checkedArn : latestStreamArn(streams, sourceTable);
         if (LocalArnStreamsClient.isLocalArn(streamArn)) {
             LocalArnStreamsClient local = new LocalArnStreamsClient(streams, sourceRegion.id());
             streamArn = local.shown(streamArn);
