@@ -81,9 +81,10 @@ class Sandbox:
         self.path.write_properties(self.properties, extra=LOCAL_KCL_SETTINGS)
         return self
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
+    def start_daemon(self, properties: Path | None = None) -> subprocess.Popen[bytes]:
+        """A worker of the path, from the sandbox's properties file or from another one (same taskName)."""
         out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
-        proc = spawn_daemon(self.properties, out)
+        proc = spawn_daemon(properties or self.properties, out)
         self.daemons.append(proc)
         return proc
 

@@ -114,3 +114,70 @@ def test_a_killed_processor_stops_the_daemon_loudly_and_its_shard_is_processed_a
         sandbox.start_daemon()
         diff = sandbox.wait_for_equality(timeout_s=240)
         assert diff.discrepancies == 0
+
+
+def put_round(sandbox: Sandbox, keys: range, rev: int) -> None:
+    for i in keys:
+        sandbox.source.put_item(TableName=sandbox.source_table,
+                                Item={"pk": {"S": f"z{i}"}, "sk": {"N": "0"}, "rev": {"N": str(rev)}})
+
+
+def test_a_frozen_worker_that_wakes_after_losing_its_lease_cannot_move_the_replica_back(tmp_path: Path) -> None:
+    """The zombie: worker A is frozen (SIGSTOP) with a batch in flight, worker B takes the shard over and
+    writes newer images and deletes, then A wakes and its stale writes reach the destination. With
+    versionAttribute they are refused and the replica still equals the source."""
+    from holding_proxy import HoldingProxy
+
+    from replicator.sandbox import LOCAL_KCL_SETTINGS
+
+    with Sandbox(tmp_path, path_settings={"version_attribute": "_rv", "write_concurrency": 4}) as sandbox:
+        proxy = HoldingProxy(sandbox.destination_db.port).start()
+        zombie_properties = tmp_path / "zombie.properties"
+        sandbox.path.model_copy(update={"destination_endpoint": proxy.endpoint}).write_properties(
+            zombie_properties, extra=LOCAL_KCL_SETTINGS)
+        zombie = sandbox.start_daemon(zombie_properties)  # first, so it holds the shard (and the leader lock)
+        probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
+        assert probe.measure_once(FIRST_REPLICATION_TIMEOUT_S) is not None, "the first worker never replicated"
+        sandbox.start_daemon()  # the worker that will take over, writing to the destination directly
+        put_round(sandbox, range(40), rev=1)
+        assert sandbox.wait_for_equality(timeout_s=120).discrepancies == 0
+
+        proxy.hold()
+        put_round(sandbox, range(40), rev=2)
+        deadline = time.monotonic() + 60
+        while proxy.held_requests == 0:
+            assert time.monotonic() < deadline, "the first worker never sent the second round's writes"
+            time.sleep(0.1)
+        os.killpg(zombie.pid, signal.SIGSTOP)  # Java and its processor, mid-batch
+        frozen = time.monotonic()
+
+        # Worker B takes the shard over from A's checkpoint (after round 1) and replays round 2 ...
+        diff = sandbox.wait_for_equality(timeout_s=300)
+        assert diff.discrepancies == 0, "the second worker never took the shard over"
+        takeover_s = time.monotonic() - frozen
+        # ... then writes newer images and deletes over the same keys.
+        for i in range(10):
+            sandbox.source.delete_item(TableName=sandbox.source_table, Key={"pk": {"S": f"z{i}"}, "sk": {"N": "0"}})
+        put_round(sandbox, range(10, 40), rev=3)
+        assert sandbox.wait_for_equality(timeout_s=120).discrepancies == 0
+
+        held = proxy.held_requests
+        proxy.release()  # A's stale round-2 writes reach the destination ...
+        os.killpg(zombie.pid, signal.SIGCONT)  # ... and A goes on with the rest of its batch
+        deadline = time.monotonic() + 120
+        while not (applied := [e for e in events(sandbox.daemon_log(0), "batch_applied") if e["stale"]]):
+            assert time.monotonic() < deadline, "the woken worker never finished its batch"
+            time.sleep(0.5)
+        time.sleep(2)
+
+        diff = sandbox.diff()
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:2], diff.extraneous[:2])
+        item = sandbox.destination.get_item(TableName=sandbox.destination_table,
+                                            Key={"pk": {"S": "z0"}, "sk": {"N": "0"}})["Item"]
+        assert "_rv_tombstone" in item  # the delete's tombstone, which refused z0's stale round-2 put
+        stale = sum(e["stale"] for e in applied)
+        assert stale >= held >= 1
+        assert events(sandbox.daemon_log(0), "checkpoint_refused"), "the woken worker checkpointed a lost lease"
+        proxy.close()
+        print(f"zombie: {held} writes held in flight when frozen, takeover {takeover_s:.0f} s after SIGSTOP, "
+              f"{stale} stale writes refused after SIGCONT; replica equal to the source")
