@@ -45,6 +45,23 @@ def segment_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def copy_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The copy's rate limits, page size and state file: copy-table's, and bootstrap's for its copy."""
+    for decorate in reversed([
+        click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Read capacity units per second to consume at most from SRC."),
+        click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Write capacity units per second to consume at most in DST."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file."),
+        click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Where each segment's position is kept. [default: .copy-table.<tables>[.segment-I].json]"),
+        click.option("--page-size", type=click.IntRange(1, 10000), default=None,
+                     help="Items per Scan page (Scan's Limit; a page is also at most 1 MB). [default: 250]"),
+    ]):
+        func = decorate(func)
+    return func
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 version_option = click.option(
     "--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME", default=None,
@@ -165,15 +182,7 @@ def replicate_record_command(primary: str, replica: str, key: str, source_endpoi
 @click.argument("destination", metavar="DST")
 @endpoint_options
 @segment_options
-@click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None,
-              help="Read capacity units per second to consume at most from SRC.")
-@click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None,
-              help="Write capacity units per second to consume at most in DST.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file.")
-@click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Where each segment's position is kept. [default: .copy-table.<tables>[.segment-I].json]")
-@click.option("--page-size", type=click.IntRange(1, 10000), default=None,
-              help="Items per Scan page (Scan's Limit; a page is also at most 1 MB). [default: 250]")
+@copy_options
 @click.option("--in-flight", type=click.IntRange(1, 64), default=8, show_default=True,
               help="BatchWriteItem requests in flight.")
 @json_option
@@ -216,11 +225,7 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
 @click.argument("destination", metavar="DST")
 @endpoint_options
 @click.option("--segments", type=int, default=None, metavar="N", help="Parallel Scan segments of the copy.")
-@click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None, help="Copy's read units per second at most.")
-@click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None, help="Copy's write units per second at most.")
-@click.option("--page-size", type=click.IntRange(1, 10000), default=None, help="Items per Scan page of the copy.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file, then start replication.")
-@click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The copy's state file.")
+@copy_options
 @click.option("--task-name", "--taskName", "task_name", default=None, help="Name of the lease table after the prefix.")
 @click.option("--write-properties", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the path's properties file. [default: properties/<taskName>.properties]")
