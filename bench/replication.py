@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from replicator.codec import Change
 from replicator.sandbox import Sandbox
+from replicator.versions import Versioning
 from replicator.workload import LagProbe, MixedWorkload, create_table, every_type_item, percentile
 
 
@@ -50,15 +52,16 @@ def count(client: Any, table: str) -> int:
 
 
 def conditional_put(client: Any, table: str, items: list[dict[str, Any]], attribute: str, threads: int) -> None:
-    """What a versioned path's writer asks of the destination: one conditional PutItem per item, in parallel."""
+    """What a versioned path's writer asks of the destination: one conditional PutItem per item, in parallel,
+    each built by the writer's own ``Versioning``."""
+    versioning = Versioning(attribute, label="bench")
+
     def put(numbered: tuple[int, dict[str, Any]]) -> None:
         n, item = numbered
-        version = f"bench/{n:040d}"
+        change = Change(key_id=str(n), keys={"pk": item["pk"], "sk": item["sk"]}, new_image=item,
+                        sequence_number=str(n), created_ms=None)
         try:
-            client.put_item(TableName=table, Item={**item, attribute: {"S": version}},
-                            ConditionExpression="attribute_not_exists(#v) OR #v < :v",
-                            ExpressionAttributeNames={"#v": attribute},
-                            ExpressionAttributeValues={":v": {"S": version}})
+            client.put_item(**versioning.put_item_request(table, change))
         except client.exceptions.ConditionalCheckFailedException:
             pass
 
