@@ -18,10 +18,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from replicator.copy_table import copy_table
-from replicator.local import DynamoDBLocal
-from replicator.tables import open_table
-from replicator.workload import create_table
+from replicator.tables.copy import copy_table
+from replicator.local.server import DynamoDBLocal
+from replicator.tables.spec import open_table
+from replicator.local.workload import create_table
 
 REGION = "us-east-1"
 
@@ -70,7 +70,6 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=50_000)
     args = parser.parse_args()
     from replicator import log
-
     log.configure(level=30)
     with tempfile.TemporaryDirectory() as tmp, DynamoDBLocal() as db:
         client, state = db.client(REGION), Path(tmp)

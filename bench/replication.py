@@ -22,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from replicator.codec import Change
-from replicator.sandbox import Sandbox
-from replicator.versions import Versioning
-from replicator.workload import LagProbe, MixedWorkload, create_table, every_type_item, percentile
+from replicator.changes.codec import Change
+from replicator.local.sandbox import Sandbox
+from replicator.changes.versions import Versioning
+from replicator.local.workload import LagProbe, MixedWorkload, create_table, every_type_item, percentile
 
 
 def make_items(count: int) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from replicator.launcher import daemon_dir
-from replicator.local import lib_dir
+from replicator.kcl.launcher import daemon_dir
+from replicator.local.server import lib_dir
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

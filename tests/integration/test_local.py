@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.local import DynamoDBLocal, free_port
-from replicator.workload import create_table
+from replicator.local.server import DynamoDBLocal, free_port
+from replicator.local.workload import create_table
 
 pytestmark = pytest.mark.integration
 REPLICATOR = str(Path(sys.executable).parent / "replicator")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.sandbox import Sandbox
-from replicator.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload
+from replicator.local.sandbox import Sandbox
+from replicator.local.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ def test_a_frozen_worker_that_wakes_after_losing_its_lease_cannot_move_the_repli
     versionAttribute they are refused and the replica still equals the source."""
     from holding_proxy import HoldingProxy
 
-    from replicator.sandbox import LOCAL_KCL_SETTINGS
+    from replicator.local.sandbox import LOCAL_KCL_SETTINGS
 
     with Sandbox(tmp_path, path_settings={"version_attribute": "_rv", "write_concurrency": 4}) as sandbox:
         proxy = HoldingProxy(sandbox.destination_db.port).start()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from replicator.config import task_name
-from replicator.sandbox import Sandbox
-from replicator.workload import MixedWorkload
+from replicator.kcl.config import task_name
+from replicator.local.sandbox import Sandbox
+from replicator.local.workload import MixedWorkload
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp
         assert len(failures) == 1 and "ResourceNotFoundException" in failures[0]["error"]
         assert checkpoints(sandbox) == before, "checkpointed past records that were never written"
 
-        from replicator.workload import create_table
+        from replicator.local.workload import create_table
 
         create_table(sandbox.destination, sandbox.destination_table, None)
         sandbox.start_daemon()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from replicator.sandbox import Sandbox
-from replicator.workload import MixedWorkload
+from replicator.local.sandbox import Sandbox
+from replicator.local.workload import MixedWorkload
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from replicator.compare import compare_tables, normalise, scan_items
-from replicator.copy_table import copy_table
-from replicator.local import DynamoDBLocal, use_local_credentials
-from replicator.tables import open_table
-from replicator.workload import create_table, every_type_item
+from replicator.tables.compare import compare_tables, normalise, scan_items
+from replicator.tables.copy import copy_table
+from replicator.local.server import DynamoDBLocal, use_local_credentials
+from replicator.tables.spec import open_table
+from replicator.local.workload import create_table, every_type_item
 
 pytestmark = pytest.mark.integration
 
@@ -307,8 +307,8 @@ def test_bootstrap_under_live_writes_ends_equal(tmp_path):
     """Writes keep coming during the copy; replication from TRIM_HORIZON after it converges the replica."""
     import threading
 
-    from replicator.sandbox import LOCAL_KCL_SETTINGS, Sandbox
-    from replicator.workload import MixedWorkload, key_of
+    from replicator.local.sandbox import LOCAL_KCL_SETTINGS, Sandbox
+    from replicator.local.workload import MixedWorkload, key_of
 
     with Sandbox(tmp_path / "sandbox") as sb:
         rng = random.Random(8)

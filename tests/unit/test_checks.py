@@ -7,8 +7,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from replicator.checks import check_tables
-from replicator.config import ReplicationPath
+from replicator.kcl.checks import check_tables
+from replicator.kcl.config import ReplicationPath
 from replicator.errors import ReplicatorError
 from unit_helpers import create_pk_table
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from replicator.config import task_name
+from replicator.kcl.config import task_name
 from unit_helpers import FAKE_AWS_ENV, VENV_BIN
 
 REPLICATOR = str(VENV_BIN / "replicator")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from replicator.codec import RecordFormatError, decode_record, decode_value, encode_record, encode_value, key_id
+from replicator.changes.codec import RecordFormatError, decode_record, decode_value, encode_record, encode_value, key_id
 
 EDGE_NUMBERS = [
     "0",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from replicator.config import ReplicationPath, build_path, path_from_properties, read_properties, task_name
+from replicator.kcl.config import ReplicationPath, build_path, path_from_properties, read_properties, task_name
 from replicator.errors import ReplicatorError
 
 PINNED = "DynamoDBCrossRegionReplication0cc5006e160e88ca669865d35057dfe9"

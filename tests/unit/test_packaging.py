@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from replicator import launcher
-from replicator.cli import main
+from replicator.kcl import launcher
+from replicator.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()

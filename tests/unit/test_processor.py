@@ -14,12 +14,12 @@ import pytest
 from amazon_kclpy.kcl import CheckpointError
 from structlog.testing import capture_logs
 
-from replicator.applier import Applier
-from replicator.codec import RecordFormatError, encode_record
-from replicator.config import ReplicationPath
+from replicator.changes.applier import Applier
+from replicator.changes.codec import RecordFormatError, encode_record
+from replicator.kcl.config import ReplicationPath
 from replicator.errors import NonRetryableWriteError
-from replicator.processor import ReplicationProcessor
-from replicator.writer import WriteStats
+from replicator.kcl.processor import ReplicationProcessor
+from replicator.changes.writer import WriteStats
 from unit_helpers import VENV_BIN, FakeCheckpointer, create_pk_table, endpoint_client, kcl_input, unique_table
 
 SEQ = "300"
@@ -321,7 +321,7 @@ def test_the_processor_speaks_the_multilang_protocol(moto_endpoint, child_factor
 
 
 STRAY_OUTPUT = (
-    "import os, replicator.processor as p, replicator.applier as a\n"
+    "import os, replicator.kcl.processor as p, replicator.changes.applier as a\n"
     "real = a.Applier.apply\n"
     "def noisy(self, records):\n"
     "    print('stray print from a library')\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicator.squash import squash
+from replicator.changes.squash import squash
 
 from unit_helpers import delete_change, put_change
 

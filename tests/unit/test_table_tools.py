@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 from structlog.testing import capture_logs
 
-from replicator.copy_table import (
+from replicator.tables.copy import (
     CopyState,
     ProgressReporter,
     SegmentState,
@@ -19,11 +19,11 @@ from replicator.copy_table import (
     default_segments,
     estimate,
 )
-from replicator.diff_tables import diff_tables
+from replicator.tables.diff import diff_tables
 from replicator.errors import ReplicatorError
-from replicator.records import diff_record, replicate_record
-from replicator.tables import open_table
-from replicator.tools_cli import diff_tables_command
+from replicator.tables.records import diff_record, replicate_record
+from replicator.tables.spec import open_table
+from replicator.cli.tools import diff_tables_command
 
 
 class FakeTime:

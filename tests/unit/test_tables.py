@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from replicator.errors import ReplicatorError
-from replicator.tables import batch_get, check_segments, open_table, parse_key, parse_spec
+from replicator.tables.spec import batch_get, check_segments, open_table, parse_key, parse_spec
 
 
 @pytest.fixture

@@ -10,17 +10,17 @@ from click.testing import CliRunner
 from hypothesis import given, strategies as st
 from moto import mock_aws
 
-from replicator import checks
-from replicator.codec import RecordFormatError
-from replicator.config import ReplicationPath
-from replicator.diff_tables import diff_tables
+from replicator.kcl import checks
+from replicator.changes.codec import RecordFormatError
+from replicator.kcl.config import ReplicationPath
+from replicator.tables.diff import diff_tables
 from replicator.errors import NonRetryableWriteError, ReplicatorError
-from replicator.processor import build_processor
-from replicator.records import diff_record
-from replicator.tables import open_table
-from replicator.tools_cli import diff_tables_command
-from replicator.versions import TOMBSTONE_RETENTION_S, Versioning, replica_view, stream_label, version_of
-from replicator.writer import TableWriter
+from replicator.kcl.processor import build_processor
+from replicator.tables.records import diff_record
+from replicator.tables.spec import open_table
+from replicator.cli.tools import diff_tables_command
+from replicator.changes.versions import TOMBSTONE_RETENTION_S, Versioning, replica_view, stream_label, version_of
+from replicator.changes.writer import TableWriter
 from unit_helpers import create_pk_table, delete_change, put_change
 
 AWS_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2015-05-11T21:21:33.291"

@@ -11,10 +11,11 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 from structlog.testing import capture_logs
 
-from replicator import clients, writer as writer_module
+from replicator import clients
+from replicator.changes import writer as writer_module
 from replicator.errors import NonRetryableWriteError
-from replicator.squash import squash
-from replicator.writer import TableWriter
+from replicator.changes.squash import squash
+from replicator.changes.writer import TableWriter
 from unit_helpers import create_pk_table, delete_change, put_change
 
 TABLE = "dest"

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from replicator.codec import Change, decode_record, encode_record
+from replicator.changes.codec import Change, decode_record, encode_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.errors import ReplicatorError
-from replicator.launcher import REPO_ROOT, find_java
+from replicator.kcl.launcher import REPO_ROOT, find_java
 
 MAIN_CLASS = "software.amazon.dynamodb.services.local.main.ServerRunner"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from replicator import log
-from replicator.codec import Change, Item, decode_item, encode_item
+from replicator.changes.codec import Change, Item, decode_item, encode_item
 from replicator.errors import ReplicatorError
-from replicator.tables import Table, check_same_keys, check_segments, scan_pages
-from replicator.writer import TableWriter
+from replicator.tables.spec import Table, check_same_keys, check_segments, scan_pages
+from replicator.changes.writer import TableWriter
 
 STREAM_RETENTION_S = 24 * 3600
 ON_DEMAND_INITIAL_WRITE_UNITS = 4000
@@ -41,7 +41,7 @@ DEFAULT_PAGE_SIZE = 250
 """Scan's Limit: a page is at most 250 items (and 1 MB), so memory holds 250 items per segment whatever
 the table's size, and --resume re-copies at most 250 items per segment."""
 
-_log = log.get("replicator.copy_table")
+_log = log.get("replicator.tables.copy")
 
 
 def default_segments(table: Table) -> int:

@@ -25,18 +25,18 @@ from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
 from replicator import clients, log
-from replicator.applier import Applier
-from replicator.codec import RecordFormatError
-from replicator.config import ReplicationPath, path_from_properties, read_properties
+from replicator.changes.applier import Applier
+from replicator.changes.codec import RecordFormatError
+from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
-from replicator.launcher import STREAM_ARN_ENV
-from replicator.versions import Versioning, stream_label
-from replicator.writer import TableWriter
+from replicator.kcl.launcher import STREAM_ARN_ENV
+from replicator.changes.versions import Versioning, stream_label
+from replicator.changes.writer import TableWriter
 
 EXIT_NON_RETRYABLE = 3
 CHECKPOINT_RETRIES = 5
 
-_log = log.get("replicator.processor")
+_log = log.get("replicator.kcl.processor")
 
 
 class ReplicationProcessor(kcl_processor.RecordProcessorBase):

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from replicator import checks, clients
-from replicator.codec import Item, encode_item, key_id
+from replicator import clients
+from replicator.kcl import checks
+from replicator.changes.codec import Item, encode_item, key_id
 from replicator.errors import ReplicatorError
 
 # A region is lower-case words and digits joined by dashes; a table name is 3-255 of [A-Za-z0-9_.-].

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from replicator.codec import Change
+from replicator.changes.codec import Change
 
 
 def squash(changes: Iterable[Change]) -> list[Change]:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from replicator import clients, log
-from replicator.config import (
+from replicator.kcl.config import (
     PATH_KEYS,
     ReplicationPath,
     TASK_NAME_PREFIX,
@@ -23,7 +23,7 @@ from replicator.config import (
     path_from_properties,
     read_properties,
 )
-from replicator.config import task_name as derive_task_name
+from replicator.kcl.config import task_name as derive_task_name
 from replicator.errors import ReplicatorError, friendly_errors
 
 
@@ -120,8 +120,8 @@ def task_name_command(
 @friendly_errors
 def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], **options: Any) -> None:
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
-    from replicator import checks, launcher
-
+    from replicator.kcl import checks
+    from replicator.kcl import launcher
     given = {k: v for k, v in options.items() if v is not None}
     extra = parse_kcl_properties(kcl_properties)
     if properties and extra:
@@ -138,7 +138,7 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3),
     )
     log.configure()
-    log.get("replicator.cli").info(
+    log.get("replicator.cli.main").info(
         "starting_daemon", properties=str(properties), lease_table=path.application_name,
         source=f"{path.source_region}/{path.source_table}", destination=f"{path.destination_region}/{path.destination_table}",
     )
@@ -154,8 +154,7 @@ def status(properties: Path | None, as_json: bool, **options: Any) -> None:
     """Show each shard's lease owner, checkpoint, and how far behind it is."""
     import json
 
-    from replicator import status as status_module
-
+    from replicator.kcl import status as status_module
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
     statuses = status_module.read_status(
         path,
@@ -181,7 +180,7 @@ def local(port: int, in_memory: bool, db_path: Path | None) -> None:
     """
     import os
 
-    from replicator.local import command
+    from replicator.local.server import command
 
     if in_memory and db_path:
         raise ReplicatorError("choose --in-memory or --db-path DIR, not both")
@@ -199,13 +198,13 @@ def local(port: int, in_memory: bool, db_path: Path | None) -> None:
 @friendly_errors
 def demo(operations: int, keys: int, rate: int) -> None:
     """Replicate a live mixed workload between two DynamoDB Local instances and verify the replica."""
-    from replicator.demo import run_demo
+    from replicator.local.demo import run_demo
 
     sys.exit(run_demo(operations=operations, keys=keys, rate=rate))
 
 
-# The table tools (copy-table, bootstrap, diff-tables, ...) register their commands in tools_cli.
-from replicator.tools_cli import TOOL_COMMANDS  # noqa: E402 - after main, which they extend
+# The table tools (copy-table, bootstrap, diff-tables, ...) register their commands in cli.tools.
+from replicator.cli.tools import TOOL_COMMANDS  # noqa: E402 - after main, which they extend
 
 for _command in TOOL_COMMANDS:
     main.add_command(_command)

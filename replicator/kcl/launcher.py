@@ -20,7 +20,7 @@ from typing import IO
 
 from replicator.errors import ReplicatorError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_CLASS = "replicator.daemon.StreamsMultiLangDaemon"
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from replicator.codec import Change, Item, RecordFormatError
+from replicator.changes.codec import Change, Item, RecordFormatError
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 
 SEQUENCE_DIGITS = 40

@@ -6,9 +6,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from replicator.config import ReplicationPath
+from replicator.kcl.config import ReplicationPath
 from replicator.errors import ReplicatorError
-from replicator.versions import TOMBSTONE_SUFFIX
+from replicator.changes.versions import TOMBSTONE_SUFFIX
 
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator import log
-from replicator.codec import Item, encode_item
-from replicator.compare import normalise
-from replicator.tables import Table, check_same_keys
-from replicator.versions import replica_view
+from replicator.changes.codec import Item, encode_item
+from replicator.tables.compare import normalise
+from replicator.tables.spec import Table, check_same_keys
+from replicator.changes.versions import replica_view
 
-_log = log.get("replicator.records")
+_log = log.get("replicator.tables.records")
 
 
 @dataclass

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replicator.compare import TableDiff, compare_tables
-from replicator.config import ReplicationPath
-from replicator.launcher import spawn_daemon, stop_daemon
-from replicator.local import DynamoDBLocal, use_local_credentials
-from replicator.workload import create_table
+from replicator.tables.compare import TableDiff, compare_tables
+from replicator.kcl.config import ReplicationPath
+from replicator.kcl.launcher import spawn_daemon, stop_daemon
+from replicator.local.server import DynamoDBLocal, use_local_credentials
+from replicator.local.workload import create_table
 
 SOURCE_REGION = "us-east-1"
 DESTINATION_REGION = "eu-west-1"

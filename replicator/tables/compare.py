@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.codec import Item, key_id, encode_item
-from replicator.versions import replica_view
+from replicator.changes.codec import Item, key_id, encode_item
+from replicator.changes.versions import replica_view
 
 
 def scan_items(client: Any, table: str, consistent: bool = True) -> Iterator[Item]:

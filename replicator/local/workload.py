@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.codec import Item
+from replicator.changes.codec import Item
 
 KEY_SCHEMA = [
     {"AttributeName": "pk", "KeyType": "HASH"},

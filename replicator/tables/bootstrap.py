@@ -29,14 +29,15 @@ from typing import Any, IO
 
 from botocore.exceptions import ClientError
 
-from replicator import checks, clients, log
-from replicator.launcher import spawn_daemon
-from replicator.config import ReplicationPath
-from replicator.diff_tables import DiffResult, diff_tables
+from replicator import clients, log
+from replicator.kcl import checks
+from replicator.kcl.launcher import spawn_daemon
+from replicator.kcl.config import ReplicationPath
+from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
-from replicator.tables import Table, check_same_keys
+from replicator.tables.spec import Table, check_same_keys
 
-_log = log.get("replicator.bootstrap")
+_log = log.get("replicator.tables.bootstrap")
 
 
 def replication_path(source: Table, destination: Table, task_name: str | None = None,

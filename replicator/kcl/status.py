@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from replicator.config import ReplicationPath
+from replicator.kcl.config import ReplicationPath
 from replicator.errors import ReplicatorError
 
 PAGE = 1000

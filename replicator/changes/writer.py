@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError, ConnectionError as BotoConnectionEr
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never, wait_random_exponential
 
 from replicator import log
-from replicator.codec import Change
+from replicator.changes.codec import Change
 from replicator.errors import NonRetryableWriteError
-from replicator.versions import Versioning
+from replicator.changes.versions import Versioning
 
 BATCH_LIMIT = 25
 
@@ -46,7 +46,7 @@ RETRYABLE_CODES = frozenset(
     }
 )
 
-_log = log.get("replicator.writer")
+_log = log.get("replicator.changes.writer")
 
 
 class _Unprocessed(Exception):

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from replicator import log
-from replicator.config import parse_kcl_properties
-from replicator.launcher import stop_daemon
+from replicator.kcl.config import parse_kcl_properties
+from replicator.kcl.launcher import stop_daemon
 from replicator.errors import friendly_errors
 
 TOOL_COMMANDS: list[click.Command] = []
@@ -93,9 +93,9 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     Exit status 0 when the tables are equal (or --repair made them so), 1 while discrepancies remain,
     2 on bad input.
     """
-    from replicator.diff_tables import diff_tables, sample_lines, summary
+    from replicator.tables.diff import diff_tables, sample_lines, summary
     from replicator.errors import ReplicatorError
-    from replicator.tables import check_segments, open_table
+    from replicator.tables.spec import check_segments, open_table
 
     log.configure()
     if repair and backfill:
@@ -129,7 +129,7 @@ def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | None, destination_endpoint: str | None):  # noqa: ANN202
-    from replicator.tables import open_table, parse_key
+    from replicator.tables.spec import open_table, parse_key
 
     p = open_table(primary, source_endpoint)
     r = open_table(replica, destination_endpoint)
@@ -145,7 +145,7 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 
     Exit status 0 when both are alike (or both absent), 1 when they differ, 2 on bad input.
     """
-    from replicator.records import diff_record
+    from replicator.tables.records import diff_record
 
     log.configure()
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
@@ -166,7 +166,7 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 def replicate_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
                              destination_endpoint: str | None, version_attribute: str | None, as_json: bool) -> None:
     """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none)."""
-    from replicator.records import replicate_record
+    from replicator.tables.records import replicate_record
 
     log.configure()
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
@@ -196,8 +196,8 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
     Prints an estimate first, and warns when the copy would outlast a stream's 24-hour retention.
     Interrupted (crash, Ctrl-C), it continues with --resume, re-copying at most one page per segment.
     """
-    from replicator.copy_table import copy_table, estimate
-    from replicator.tables import check_same_keys, check_segments, open_table
+    from replicator.tables.copy import copy_table, estimate
+    from replicator.tables.spec import check_same_keys, check_segments, open_table
 
     log.configure()
     check_segments(segment, segments)
@@ -255,9 +255,9 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     """
     import signal as signals
 
-    from replicator import bootstrap as bs
-    from replicator.copy_table import copy_table, estimate
-    from replicator.tables import check_segments, open_table
+    from replicator.tables import bootstrap as bs
+    from replicator.tables.copy import copy_table, estimate
+    from replicator.tables.spec import check_segments, open_table
 
     log.configure()
     check_segments(None, segments)
@@ -287,7 +287,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     try:
         check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout,
                                     version_attribute=path.version_attribute)
-        from replicator.diff_tables import summary
+        from replicator.tables.diff import summary
 
         click.echo("Check: " + summary(check, src, dst) + (" (equal)" if not check.discrepancies else
                    f" after {check_timeout:g} s; the daemon may still be catching up: check again with diff-tables"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from replicator.sandbox import Sandbox
-from replicator.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload, percentile
+from replicator.local.sandbox import Sandbox
+from replicator.local.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload, percentile
 
 
 def _say(message: str) -> None:

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from replicator.codec import decode_record
-from replicator.squash import squash
-from replicator.writer import TableWriter, WriteStats
+from replicator.changes.codec import decode_record
+from replicator.changes.squash import squash
+from replicator.changes.writer import TableWriter, WriteStats
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator import log
-from replicator.codec import Change, Item, encode_item
-from replicator.compare import normalise
-from replicator.tables import Table, batch_get, check_same_keys, check_segments, scan_pages
-from replicator.versions import TOMBSTONE_SUFFIX, replica_view
-from replicator.writer import TableWriter
+from replicator.changes.codec import Change, Item, encode_item
+from replicator.tables.compare import normalise
+from replicator.tables.spec import Table, batch_get, check_same_keys, check_segments, scan_pages
+from replicator.changes.versions import TOMBSTONE_SUFFIX, replica_view
+from replicator.changes.writer import TableWriter
 
 SAMPLE = 10
 """Keys of each kind kept for the summary (all of them are logged up to LOGGED)."""
 LOGGED = 1000
 
-_log = log.get("replicator.diff_tables")
+_log = log.get("replicator.tables.diff")
 
 
 @dataclass
