@@ -5,6 +5,10 @@ and a ``dynamodb`` object with Keys, NewImage, OldImage, SequenceNumber and Appr
 (epoch milliseconds). Attribute values are DynamoDB JSON with binary as base64. boto3's low-level client
 takes the same shape except that binary is ``bytes``, so decoding only has to turn B and BS back into
 bytes, at any depth. Numbers stay strings: a 38-digit N round-trips exactly, with no float in between.
+
+A number has many spellings (``1``, ``1.0``, ``01``, ``1e0``; ``-0`` and ``0``) that DynamoDB treats as one
+value, and a database may hand a number back in the spelling it was sent. So wherever numbers are
+compared (key identities here, item images in ``tables.compare``) they go through :func:`canonical_number`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 AttributeValue = dict[str, Any]
@@ -88,9 +93,39 @@ def encode_item(item: Item) -> Item:
     return {name: encode_value(value) for name, value in item.items()}
 
 
+def canonical_number(text: str) -> str:
+    """One spelling per value of a DynamoDB number: ``1.5E+100`` for 15 and 99 zeros, ``1`` for ``1.0``, ``0``
+    for ``-0``.
+
+    Exact at any length: the digits lose their trailing zeros into the exponent, with no rounding, so two
+    spellings give one string exactly when they are one value (DynamoDB's 38 digits and exponents of -130
+    to +125 are far inside what this handles)."""
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        raise RecordFormatError(f"{text!r} is not a DynamoDB number") from None
+    if not number.is_finite():
+        raise RecordFormatError(f"{text!r} is not a DynamoDB number: it is not finite")
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return "0"
+    exponent += len(digits) - len(significant)
+    return str(Decimal((sign, tuple(map(int, significant)), exponent)))
+
+
 def key_id(stream_keys: Item) -> str:
-    """A stable identity for a primary key, from its stream JSON (binary keys are already base64 text)."""
-    return json.dumps(stream_keys, sort_keys=True, separators=(",", ":"))
+    """A stable identity for a primary key, from its stream JSON (binary keys are already base64 text).
+
+    Numbers are canonical, so ``{"N": "1"}`` and ``{"N": "1.0"}``, one key to DynamoDB, are one key here:
+    squash keeps one change for it, and the table tools match a replica item to its primary's."""
+    canonical = {
+        name: {"N": canonical_number(value["N"])}
+        if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("N"), str) else value
+        for name, value in stream_keys.items()
+    } if isinstance(stream_keys, dict) else stream_keys
+    return json.dumps(canonical, sort_keys=True, separators=(",", ":"))
 
 
 def decode_record(data: bytes) -> Change:

@@ -1,7 +1,10 @@
 """Compare two tables item by item: what the replica is missing, has different, or has extra.
 
-Used by the demo and the tests to prove a replica equal to its source; the same comparison underlies
-the consistency tools.
+Used by the demo and the tests to prove a replica equal to its source; the same comparison
+(:func:`normalise`) underlies the consistency tools, diff-tables and diff-record. Items compare as
+DynamoDB sees them, not as they are spelled: a database may return a number in the spelling it was sent,
+so numbers (N, and the members of NS) compare by value, and sets (SS, NS, BS) without order, at any
+depth inside M and L. Everything else compares exactly.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.changes.codec import Item, key_id, encode_item
+from replicator.changes.codec import AttributeValue, Item, canonical_number, encode_item, key_id
 from replicator.changes.versions import replica_view
 
 
@@ -24,16 +27,31 @@ def key_attributes(client: Any, table: str) -> list[str]:
     return [k["AttributeName"] for k in client.describe_table(TableName=table)["Table"]["KeySchema"]]
 
 
-def normalise(value: Any) -> Any:
-    """Sets have no order; everything else compares as it is."""
-    if isinstance(value, dict):
-        if len(value) == 1:
-            (tag, inner), = value.items()
-            if tag in ("SS", "NS", "BS"):
-                return {tag: sorted(inner)}
-        return {k: normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise(v) for v in value]
+def normalise(item: Item) -> dict[str, Any]:
+    """An item in a form where two items DynamoDB holds equal are ``==``, and two it holds different are not."""
+    return {name: normalise_value(value) for name, value in item.items()}
+
+
+def _set_member_key(member: Any) -> tuple[bool, Any]:
+    """Sorts a set's members by content, binary ones whether bytes, bytearray (boto3) or base64 text (stream JSON)."""
+    return (True, member) if isinstance(member, str) else (False, bytes(member))
+
+
+def normalise_value(value: AttributeValue) -> Any:
+    """One attribute value: numbers canonical (see ``codec.canonical_number``), sets sorted, M and L within."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    (tag, inner), = value.items()
+    if tag == "N":
+        return {tag: canonical_number(inner)}
+    if tag == "NS":
+        return {tag: sorted(canonical_number(n) for n in inner)}
+    if tag in ("SS", "BS"):
+        return {tag: sorted(inner, key=_set_member_key)}
+    if tag == "M":
+        return {tag: normalise(inner)}
+    if tag == "L":
+        return {tag: [normalise_value(v) for v in inner]}
     return value
 
 

@@ -8,6 +8,9 @@ in flight, retried until durable); ``--backfill`` only puts every primary item, 
 ``--segments N`` splits both scans into N parallel segments; ``--segment I`` runs one, so N machines can
 share a large table. With ``version_attribute`` (a replica kept by a versioned path), the replica is read
 as its readers see it: tombstones are absent, and the version attribute is not part of an item.
+Items and keys compare by value, as DynamoDB does (``tables.compare.normalise``, ``codec.key_id``): a
+number the replica holds as ``1.0`` and the primary as ``1`` is no discrepancy, which ``--repair`` could
+never clear.
 """
 
 from __future__ import annotations

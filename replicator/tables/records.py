@@ -1,7 +1,8 @@
 """diff-record and replicate-record: one item, by its key, in the primary and the replica.
 
 Both read with consistent GetItem. replicate-record makes the replica's item what the primary's is now:
-puts the primary's item, or deletes the replica's when the primary has none.
+puts the primary's item, or deletes the replica's when the primary has none. The two items compare by
+value, as DynamoDB does (``tables.compare.normalise``): numbers whatever their spelling, sets in any order.
 """
 
 from __future__ import annotations
