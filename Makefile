@@ -3,11 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 MVN := mvn -q -B
 LAUNCHER := daemon/target/replicator-daemon.jar
-DDB_LOCAL := daemon/dynamodb-local/target/lib/.fetched
 
 .PHONY: setup demo test unit bench clean
 
-setup: $(VENV)/.installed $(LAUNCHER) $(DDB_LOCAL)
+setup: $(VENV)/.installed $(LAUNCHER)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +16,6 @@ $(VENV)/.installed: pyproject.toml
 
 $(LAUNCHER): daemon/pom.xml $(shell find daemon/src -type f)
 	$(MVN) -f daemon/pom.xml package
-	touch $@
-
-$(DDB_LOCAL): daemon/dynamodb-local/pom.xml
-	$(MVN) -f daemon/dynamodb-local/pom.xml package
 	touch $@
 
 demo: setup
@@ -37,4 +32,4 @@ bench: setup
 	$(VENV)/bin/python -m bench.copy_table
 
 clean:
-	rm -rf $(VENV) daemon/target daemon/dynamodb-local/target
+	rm -rf $(VENV) daemon/target

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from replicator.kcl.launcher import daemon_dir
-from replicator.local.server import lib_dir
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not any(item.get_closest_marker("integration") for item in items):
         return
-    missing = [str(p) for p in (daemon_dir() / "replicator-daemon.jar", lib_dir()) if not p.exists()]
+    missing = [str(p) for p in (daemon_dir() / "replicator-daemon.jar",) if not p.exists()]
     if missing:
         raise pytest.UsageError(f"integration tests need {', '.join(missing)}: run `make setup` first")

@@ -48,10 +48,6 @@ class Change:
 
 def decode_value(value: AttributeValue) -> AttributeValue:
     """One attribute value from stream JSON (base64 binary) to boto3 form (bytes)."""
-    if not value:
-        # DynamoDB Local 3.x writes an empty map in stream records as {} instead of {"M": {}}. Every
-        # other type carries its tag (even an empty list or string), so an untagged value is that map.
-        return {"M": {}}
     if len(value) != 1:
         raise RecordFormatError(f"attribute value {value!r} has not exactly one type tag")
     (tag, inner), = value.items()

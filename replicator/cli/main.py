@@ -39,7 +39,7 @@ def _kebab(field_name: str) -> str:
 PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("source-region", {"help": "Region of the source table."}),
     ("source-table", {"help": "Source table (its stream must carry new images)."}),
-    ("source-endpoint", {"help": "DynamoDB endpoint of the source (e.g. DynamoDB Local)."}),
+    ("source-endpoint", {"help": "DynamoDB endpoint of the source (e.g. `replicator local`)."}),
     ("source-streams-endpoint", {"help": "DynamoDB Streams endpoint of the source (default: --source-endpoint)."}),
     ("destination-region", {"help": "Region of the destination table."}),
     ("destination-table", {"help": "Destination table, with the source's key schema."}),
@@ -168,27 +168,29 @@ def status(properties: Path | None, as_json: bool, **options: Any) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--in-memory", is_flag=True, help="Keep tables in memory (the default).")
-@click.option("--db-path", type=click.Path(path_type=Path, file_okay=False), help="Keep tables in this directory.")
+@click.option("--in-memory", is_flag=True, hidden=True, help="Accepted for old scripts: state is always in memory.")
+@click.option("--db-path", hidden=True, help="Gone: the local server keeps its state in memory only.")
 @friendly_errors
-def local(port: int, in_memory: bool, db_path: Path | None) -> None:
-    """Run DynamoDB Local in the foreground on PORT (Ctrl-C stops it).
+def local(host: str, port: int, in_memory: bool, db_path: str | None) -> None:
+    """Run the local server (moto) in the foreground on HOST:PORT; Ctrl-C or SIGTERM stops it.
 
-    Connect to it at http://127.0.0.1:PORT. DynamoDB Local has no option for its bind address and listens
-    on every interface: on a shared host, keep PORT closed to the network.
+    One endpoint serves DynamoDB, DynamoDB Streams, Kinesis, S3 and CloudWatch for every region (a client's
+    region keeps its resources apart), over HTTP/1.1 and HTTP/2 cleartext. Its state lives in memory and
+    ends with it. The endpoint is printed on stdout once it answers.
     """
-    import os
+    from replicator.local.server import serve
 
-    from replicator.local.server import command
+    if db_path is not None:
+        raise ReplicatorError("--db-path is gone: the local server (moto) keeps its state in memory only; drop the option")
 
-    if in_memory and db_path:
-        raise ReplicatorError("choose --in-memory or --db-path DIR, not both")
-    if db_path:
-        db_path.mkdir(parents=True, exist_ok=True)
-    argv = command(port, db_path)
-    click.echo(f"DynamoDB Local on http://127.0.0.1:{port} ({'dbPath ' + str(db_path) if db_path else 'in memory'})", err=True)
-    os.execv(argv[0], argv)
+    def ready(endpoint: str) -> None:
+        click.echo(endpoint)
+        click.echo(f"local server (moto) on {endpoint}: DynamoDB, DynamoDB Streams, Kinesis, S3, CloudWatch, "
+                   "every region, HTTP/1.1 and HTTP/2; Ctrl-C stops it", err=True)
+
+    serve(host, port, on_ready=ready)
 
 
 @main.command()
@@ -197,7 +199,7 @@ def local(port: int, in_memory: bool, db_path: Path | None) -> None:
 @click.option("--rate", type=click.IntRange(1), default=300, show_default=True, help="Source writes per second.")
 @friendly_errors
 def demo(operations: int, keys: int, rate: int) -> None:
-    """Replicate a live mixed workload between two DynamoDB Local instances and verify the replica."""
+    """Replicate a live mixed workload between two regions of the local server and verify the replica."""
     from replicator.local.demo import run_demo
 
     sys.exit(run_demo(operations=operations, keys=keys, rate=rate))

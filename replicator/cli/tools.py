@@ -31,7 +31,7 @@ def _command(func: click.Command) -> click.Command:
 
 def endpoint_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--destination-endpoint", "--destinationEndpoint", "destination_endpoint", metavar="URL",
-                        help="Endpoint of the second table (DynamoDB Local, or any DynamoDB endpoint).")(func)
+                        help="Endpoint of the second table (`replicator local`, or any DynamoDB endpoint).")(func)
     func = click.option("--source-endpoint", "--sourceEndpoint", "source_endpoint", metavar="URL",
                         help="Endpoint of the first table.")(func)
     return func

@@ -1,7 +1,7 @@
-"""`replicator demo`: the main job on its embedded default, end to end on two DynamoDB Local instances.
+"""`replicator demo`: the main job on its embedded default, end to end on the local server.
 
-It starts both databases, creates a source table with a NEW_AND_OLD_IMAGES stream and an empty
-destination, runs the real daemon, and writes a mixed workload (inserts, updates, deletes, every
+It starts the local server (moto; us-east-1 is the source region, eu-west-1 the destination's), creates
+a source table with a NEW_AND_OLD_IMAGES stream and an empty destination, runs the real daemon, and writes a mixed workload (inserts, updates, deletes, every
 attribute type) while a probe measures replication lag. Then it compares both tables item by item,
 stops the daemon with SIGTERM as a supervisor would, and reports.
 """
@@ -31,8 +31,8 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
     succeeded = False
     try:
         sandbox.start()
-        _say(f"DynamoDB Local: source {sandbox.source_db.endpoint} (us-east-1/{sandbox.source_table}), "
-             f"destination {sandbox.destination_db.endpoint} (eu-west-1/{sandbox.destination_table})")
+        _say(f"Local server {sandbox.source_server.endpoint}: source us-east-1/{sandbox.source_table}, "
+             f"destination eu-west-1/{sandbox.destination_table}")
         _say(f"Lease table (taskName): {sandbox.path.application_name}")
         daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)

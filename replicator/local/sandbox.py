@@ -1,8 +1,10 @@
-"""A replication path on two DynamoDB Local instances standing in for two regions.
+"""A replication path between two regions of the local server.
 
-The demo, the end-to-end tests and the benchmarks all run the real chain through it: DynamoDB Local,
-the adapter, KCL 3, our amazon-kclpy processor, DynamoDB Local. It starts the databases, creates the
-tables, writes the path's properties file (with KCL timings shortened for a local trial) and runs
+The demo, the end-to-end tests and the benchmarks all run the real chain through it: moto's DynamoDB and
+its stream in us-east-1, the adapter, KCL 3, our amazon-kclpy processor, moto's DynamoDB in eu-west-1. One
+server holds both regions, as one AWS endpoint per region would; a test that needs the destination alone to
+fail asks for a second server for it. The sandbox starts the server(s), creates the tables, writes the
+path's properties file (with KCL timings shortened for a local trial) and runs
 ``replicator run --properties`` as a child process in its own session, so a test can stop it with
 SIGTERM, or kill its whole process group.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from replicator.tables.compare import TableDiff, compare_tables
 from replicator.kcl.config import ReplicationPath
 from replicator.kcl.launcher import spawn_daemon, stop_daemon
-from replicator.local.server import DynamoDBLocal, use_local_credentials
+from replicator.local.server import LocalServer, use_local_credentials
 from replicator.local.workload import create_table
 
 SOURCE_REGION = "us-east-1"
@@ -43,37 +44,40 @@ class Sandbox:
     workdir: Path
     source_table: str = "orders"
     destination_table: str = "orders-replica"
-    destination_on_disk: bool = False
-    """Keep the destination's tables in a directory, so that it can be stopped and started (an outage)."""
+    separate_destination: bool = False
+    """Serve the destination region from a server of its own, so that a test can make it fail alone."""
     path_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         use_local_credentials()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.source_db = DynamoDBLocal(log_path=self.workdir / "dynamodb-source.log")
-        self.destination_db = DynamoDBLocal(
-            log_path=self.workdir / "dynamodb-destination.log",
-            db_path=self.workdir / "destination-data" if self.destination_on_disk else None,
+        self.source_server = LocalServer(log_path=self.workdir / "local-server.log")
+        self.destination_server = (
+            LocalServer(log_path=self.workdir / "local-server-destination.log")
+            if self.separate_destination else self.source_server
         )
         self.daemons: list[subprocess.Popen[bytes]] = []
 
+    @property
+    def servers(self) -> list[LocalServer]:
+        if self.destination_server is self.source_server:
+            return [self.source_server]
+        return [self.source_server, self.destination_server]
+
     def start(self) -> "Sandbox":
-        threads = [threading.Thread(target=db.start) for db in (self.source_db, self.destination_db)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.source = self.source_db.client(SOURCE_REGION)
-        self.destination = self.destination_db.client(DESTINATION_REGION)
+        for server in self.servers:
+            server.start()
+        self.source = self.source_server.client(SOURCE_REGION)
+        self.destination = self.destination_server.client(DESTINATION_REGION)
         create_table(self.source, self.source_table, "NEW_AND_OLD_IMAGES")
         create_table(self.destination, self.destination_table, None)
         self.path = ReplicationPath(
             source_region=SOURCE_REGION,
             source_table=self.source_table,
-            source_endpoint=self.source_db.endpoint,
+            source_endpoint=self.source_server.endpoint,
             destination_region=DESTINATION_REGION,
             destination_table=self.destination_table,
-            destination_endpoint=self.destination_db.endpoint,
+            destination_endpoint=self.destination_server.endpoint,
             dont_publish_cloudwatch=True,
             **{"parent_shard_poll_interval_millis": 1000, "idle_time_between_reads_millis": 200, **self.path_settings},
         )
@@ -134,8 +138,8 @@ class Sandbox:
         for proc in self.daemons:
             if proc.poll() is None:
                 self.stop_daemon(proc, timeout_s=30)
-        for db in (self.source_db, self.destination_db):
-            db.stop()
+        for server in self.servers:
+            server.stop()
 
     def __enter__(self) -> "Sandbox":
         return self.start()

@@ -1,72 +1,169 @@
-"""DynamoDB Local: the real database for the demo, the integration tests and the benchmarks.
+"""The local server: moto's AWS services on one port, speaking HTTP/1.1 and HTTP/2 cleartext.
 
-Its jars and native SQLite library come from Maven Central through daemon/dynamodb-local/pom.xml (run
-by `make setup`). It runs with -sharedDb, so every client sees one database whatever region or
-credentials it signs with, as two AWS regions' tables would be seen by their own clients.
+One moto server stands in for every region: DynamoDB, DynamoDB Streams, Kinesis, S3 and CloudWatch, with
+resources kept apart by the region a client signs for, so one endpoint is the natural picture of two regions.
+moto's own WSGI application is served by hypercorn because KCL 3 forces its Kinesis client onto HTTP/2, which
+moto's bundled Werkzeug server does not speak; hypercorn answers HTTP/1.1 and HTTP/2 (prior knowledge or
+Upgrade) on the same port.
+
+The rule this module adds to moto: **each DynamoDB, DynamoDB Streams or Kinesis request is atomic**. Stock moto
+appends a stream record after the table write, outside any lock, numbering it ``len(records) + start``; under
+concurrent writers a stream then gets duplicated sequence numbers, steps backwards, and records out of the
+order of their items' writes, and a consumer checkpointing past a duplicate drops a change. DynamoDB Streams
+promises unique, increasing sequence numbers that follow each key's writes, and a replicator tested on
+anything less proves nothing. So ``SerialisedRequests`` runs those services' requests one at a time under one
+lock (a table write and its stream record together); moto is bound to one core by the GIL anyway. The other
+services run concurrently, as moto runs them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.errors import ReplicatorError
-from replicator.kcl.launcher import REPO_ROOT, find_java
 
-MAIN_CLASS = "software.amazon.dynamodb.services.local.main.ServerRunner"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+# The JSON protocols whose requests must not interleave (X-Amz-Target prefixes).
+SERIALISED_TARGETS = ("DynamoDB_", "DynamoDBStreams_", "Kinesis_")
+# Large enough for S3 multipart parts and ImportTable sources; hypercorn's default is 16 MiB.
+MAX_BODY_BYTES = 1 << 30
+# Threads serving requests: the KCL, its processors and a test's writers and probes all talk at once.
+REQUEST_THREADS = 64
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def lib_dir() -> Path:
-    return Path(os.environ.get("REPLICATOR_DYNAMODB_LOCAL_LIB", REPO_ROOT / "daemon" / "dynamodb-local" / "target" / "lib"))
+class SerialisedRequests:
+    """WSGI middleware: DynamoDB, DynamoDB Streams and Kinesis requests run one at a time.
+
+    The whole response is produced under the lock, so no write and its stream record can interleave with
+    another request of those services, and no scan can see a table in the middle of a write.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self.lock = threading.RLock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith(SERIALISED_TARGETS):
+            return self.app(environ, start_response)
+        with self.lock:
+            body = self.app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                close = getattr(body, "close", None)
+                if close:
+                    close()
 
 
-def command(port: int, db_path: Path | None = None, heap: str = "1g") -> list[str]:
-    lib = lib_dir()
-    if not any(lib.glob("DynamoDBLocal-*.jar")):
-        raise ReplicatorError(f"DynamoDB Local is not fetched ({lib} has no DynamoDBLocal jar): run `make setup`")
-    storage = ["-dbPath", str(db_path)] if db_path else ["-inMemory"]
-    return [
-        find_java(),
-        f"-Xmx{heap}",
-        f"-Dsqlite4java.library.path={lib}",
-        "-cp",
-        str(lib / "*"),
-        MAIN_CLASS,
-        "-port",
-        str(port),
-        "-sharedDb",
-        "-disableTelemetry",
-        *storage,
-    ]
+def build_app() -> WSGIApp:
+    """moto's server application (every service, dispatched by signature and target), made atomic."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return SerialisedRequests(DomainDispatcherApplication(create_backend_app))
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, then return (after in-flight requests finish)."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config as HypercornConfig
+
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.wsgi_max_body_size = MAX_BODY_BYTES
+    config.accesslog = None
+    config.errorlog = None  # hypercorn's own errors; moto's are answered as HTTP errors
+    config.graceful_timeout = 5
+    app = build_app()
+    endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="moto"))
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        server = asyncio.ensure_future(hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="wsgi"))
+        await _until_listening(host, port, server)
+        if on_ready:
+            on_ready(endpoint)
+        await server
+
+    try:
+        _check_free(host, port)
+        asyncio.run(run())
+    except OSError as exc:
+        raise ReplicatorError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port") from exc
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail before serving if another process listens there: the readiness probe would reach it instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn binds: TIME_WAIT is no obstacle
+        sock.bind((host, port))
+
+
+async def _until_listening(host: str, port: int, server: asyncio.Future[None]) -> None:
+    """hypercorn binds inside ``serve``; wait until it accepts, or surface its bind error."""
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    while not server.done():
+        try:
+            _, writer = await asyncio.open_connection(probe_host, port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.02)
+    server.result()
 
 
 def free_port() -> int:
+    """A port the OS says is free now (for servers that need not be found at a fixed address)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def use_local_credentials() -> None:
-    """DynamoDB Local accepts any credentials, but boto3 and the AWS SDK want some."""
+    """moto accepts any credentials, but boto3 and the AWS SDK want some."""
     for key, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(key, value)
 
 
-class DynamoDBLocal:
-    """One DynamoDB Local process on a loopback port; a context manager that waits until it answers."""
+def local_client(endpoint: str, service: str = "dynamodb", region: str = "us-east-1") -> Any:
+    """A boto3 client of the local server, with a few retries and room for concurrent requests."""
+    use_local_credentials()
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=32)
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint, config=config)
 
-    def __init__(self, port: int | None = None, db_path: Path | None = None, log_path: Path | None = None) -> None:
+
+class LocalServer:
+    """``replicator local`` as a child process on a free loopback port; a context manager.
+
+    A child process rather than a thread: the server then has a core and a GIL of its own, as a remote
+    database would, and a test can pause it (``pause``/``resume``) to play a hung destination.
+    """
+
+    def __init__(self, port: int | None = None, log_path: os.PathLike[str] | None = None) -> None:
         self.port = port or free_port()
-        self.db_path = db_path
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -74,31 +171,39 @@ class DynamoDBLocal:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self, region: str = "us-east-1", service: str = "dynamodb"):  # noqa: ANN201 - a boto3 client
-        use_local_credentials()
-        config = Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=32)
-        return boto3.session.Session().client(service, region_name=region, endpoint_url=self.endpoint, config=config)
+    def client(self, region: str = "us-east-1", service: str = "dynamodb") -> Any:
+        return local_client(self.endpoint, service, region)
 
-    def start(self, timeout_s: float = 60.0) -> "DynamoDBLocal":
+    def start(self, timeout_s: float = 60.0) -> "LocalServer":
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        if self.db_path:
-            self.db_path.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(command(self.port, self.db_path), stdout=out, stderr=subprocess.STDOUT)
+        argv = [sys.executable, "-m", "replicator.local.server", "--port", str(self.port)]
+        self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         client = self.client()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ReplicatorError(f"DynamoDB Local exited with status {self.process.returncode} on port {self.port}")
+                raise ReplicatorError(f"the local server exited with status {self.process.returncode} "
+                                      f"on port {self.port}" + (f"; see {self.log_path}" if self.log_path else ""))
             try:
                 client.list_tables(Limit=1)
                 return self
             except (BotoCoreError, ClientError):
-                time.sleep(0.2)
+                time.sleep(0.1)
         self.stop()
-        raise ReplicatorError(f"DynamoDB Local did not answer on port {self.port} within {timeout_s:.0f}s")
+        raise ReplicatorError(f"the local server did not answer on port {self.port} within {timeout_s:.0f}s")
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted, nothing is answered (a hung or partitioned database)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.resume()
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
@@ -106,8 +211,23 @@ class DynamoDBLocal:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "DynamoDBLocal":
+    def __enter__(self) -> "LocalServer":
         return self.start()
 
     def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m replicator.local.server --port P``: what ``LocalServer`` runs (no click, starts fast)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="replicator-local-server")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args()
+    serve(args.host, args.port, on_ready=lambda endpoint: print(endpoint, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""A TCP proxy in front of a DynamoDB Local instance that can hold its clients' requests in flight.
+"""A TCP proxy in front of the local server that can hold its clients' requests in flight.
 
 The zombie test points one worker's destination at it: while it holds, that worker's write requests have
 left the worker but not reached the database, as they would on a congested or partitioned network, so

@@ -37,8 +37,12 @@ def events(log_text: str, name: str) -> list[dict]:
     return [json.loads(line) for line in log_text.splitlines() if line.startswith("{") and f'"{name}"' in line]
 
 
+# Longer than the writer's 30 s read timeout, so that requests sent into the outage time out and are retried.
+OUTAGE_S = 45
+
+
 def test_destination_outage_retries_with_bounded_memory_never_checkpoints_ahead_and_catches_up(tmp_path: Path) -> None:
-    with Sandbox(tmp_path, destination_on_disk=True) as sandbox:
+    with Sandbox(tmp_path, separate_destination=True) as sandbox:
         daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
         assert probe.measure_once(FIRST_REPLICATION_TIMEOUT_S) is not None, "the daemon never replicated"
@@ -47,15 +51,15 @@ def test_destination_outage_retries_with_bounded_memory_never_checkpoints_ahead_
         writer.start()
         time.sleep(10)
 
-        sandbox.destination_db.stop()
+        sandbox.destination_server.pause()  # it accepts connections and answers nothing: a hung destination
         outage_started = time.monotonic()
         before = checkpoints(sandbox)
         memory: list[float] = []
-        while time.monotonic() - outage_started < 30:
+        while time.monotonic() - outage_started < OUTAGE_S:
             assert checkpoints(sandbox) == before, "checkpointed while the destination was down"
             memory += [m for pid in sandbox.processor_pids(daemon) if (m := rss_mb(pid)) is not None]
             time.sleep(1)
-        sandbox.destination_db.start()
+        sandbox.destination_server.resume()
         restarted = time.monotonic()
 
         writer.join()
@@ -67,7 +71,7 @@ def test_destination_outage_retries_with_bounded_memory_never_checkpoints_ahead_
         assert len(memory) >= 20, memory
         assert max(memory) < 200 and max(memory) - min(memory) < 20, memory
         retries = events(sandbox.daemon_log(0), "destination_write_retrying")
-        assert 1 <= len(retries) <= 30 / 10 + 2, len(retries)  # once per 10 s interval, not per record
+        assert 1 <= len(retries) <= OUTAGE_S / 10 + 2, len(retries)  # once per 10 s interval, not per record
         print(f"outage: processor RSS {min(memory):.0f}-{max(memory):.0f} MB, {len(retries)} retry log lines, "
               f"caught up {caught_up_s:.1f} s after the destination came back")
 
@@ -131,7 +135,7 @@ def test_a_frozen_worker_that_wakes_after_losing_its_lease_cannot_move_the_repli
     from replicator.local.sandbox import LOCAL_KCL_SETTINGS
 
     with Sandbox(tmp_path, path_settings={"version_attribute": "_rv", "write_concurrency": 4}) as sandbox:
-        proxy = HoldingProxy(sandbox.destination_db.port).start()
+        proxy = HoldingProxy(sandbox.destination_server.port).start()
         zombie_properties = tmp_path / "zombie.properties"
         sandbox.path.model_copy(update={"destination_endpoint": proxy.endpoint}).write_properties(
             zombie_properties, extra=LOCAL_KCL_SETTINGS)

@@ -1,4 +1,4 @@
-"""The table tools on DynamoDB Local, run as a user runs them: the `replicator` console script."""
+"""The table tools on the local server, run as a user runs them: the `replicator` console script."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from replicator.tables.compare import compare_tables, normalise, scan_items
 from replicator.tables.copy import copy_table
-from replicator.local.server import DynamoDBLocal, use_local_credentials
+from replicator.local.server import LocalServer, use_local_credentials
 from replicator.tables.spec import open_table
 from replicator.local.workload import create_table, every_type_item
 
@@ -28,9 +28,9 @@ SRC_REGION, DST_REGION = "us-east-1", "eu-west-1"
 
 
 @pytest.fixture(scope="module")
-def db() -> Iterator[DynamoDBLocal]:
+def db() -> Iterator[LocalServer]:
     use_local_credentials()
-    with DynamoDBLocal() as local:
+    with LocalServer() as local:
         yield local
 
 
@@ -38,7 +38,7 @@ _counter = iter(range(10**6))
 
 
 @pytest.fixture
-def pair(db: DynamoDBLocal) -> tuple[Any, str, Any, str]:
+def pair(db: LocalServer) -> tuple[Any, str, Any, str]:
     """A fresh source table (us-east-1) and empty destination (eu-west-1) with the workload's key schema."""
     n = next(_counter)
     source, destination = db.client(SRC_REGION), db.client(DST_REGION)
@@ -47,7 +47,7 @@ def pair(db: DynamoDBLocal) -> tuple[Any, str, Any, str]:
     return source, f"src-{n}", destination, f"dst-{n}"
 
 
-def cli(db: DynamoDBLocal, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(db: LocalServer, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [REPLICATOR, *args, "--source-endpoint", db.endpoint, "--destinationEndpoint", db.endpoint],
         capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
@@ -321,7 +321,7 @@ def test_bootstrap_under_live_writes_ends_equal(tmp_path):
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(
                 [REPLICATOR, "bootstrap", f"us-east-1/{sb.source_table}", f"eu-west-1/{sb.destination_table}",
-                 "--source-endpoint", sb.source_db.endpoint, "--destination-endpoint", sb.destination_db.endpoint,
+                 "--source-endpoint", sb.source_server.endpoint, "--destination-endpoint", sb.destination_server.endpoint,
                  "--segments", "2", "--page-size", "50", "--write-units", "400",
                  "--state-file", str(tmp_path / "copy.json"), "--write-properties", str(tmp_path / "boot.properties"),
                  *[a for k, v in settings.items() for a in ("--kcl-property", f"{k}={v}")],

@@ -167,10 +167,11 @@ def test_unknown_event_name_raises_and_names_it():
         decode_record(_record('{"pk": {"S": "a"}}', event="UPDATE"))
 
 
-def test_an_untagged_empty_value_from_dynamodb_local_is_the_empty_map():
+def test_an_untagged_value_is_a_record_format_error_not_a_guess():
     data = b'{"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1", ' \
-           b'"NewImage": {"pk": {"S": "a"}, "m": {}, "l": {"L": [{}]}}}}'
-    assert decode_record(data).new_image == {"pk": {"S": "a"}, "m": {"M": {}}, "l": {"L": [{"M": {}}]}}
+           b'"NewImage": {"pk": {"S": "a"}, "m": {}}}}'
+    with pytest.raises(RecordFormatError, match="exactly one type tag"):
+        decode_record(data)
 
 
 def test_a_value_with_two_type_tags_is_a_record_format_error():

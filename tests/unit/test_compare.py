@@ -21,6 +21,7 @@ from replicator.tables.compare import compare_tables, normalise, normalise_value
 from replicator.tables.diff import diff_tables
 from replicator.tables.records import diff_record
 from replicator.tables.spec import open_table
+from unit_helpers import create_pk_table
 
 BIG = "15" + "0" * 99  # 1.5E+100 written out
 
@@ -192,12 +193,7 @@ def number_keyed(monkeypatch):
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         for name in ("src", "dst"):
-            client.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "N"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_pk_table(client, name, key_type="N")
         yield client
 
 

@@ -54,7 +54,8 @@ def test_dockerfile_builds_the_launcher_with_the_makefiles_command() -> None:
 
 def test_dockerfile_installs_this_project_with_pip_like_the_makefile() -> None:
     assert any("pip install -q -e" in c for c in makefile_recipe("$(VENV)/.installed:"))
-    assert any(re.search(r"pip install --no-cache-dir \.$", run) for run in docker_runs())
+    assert any(run.endswith('pip install --no-cache-dir ".${EXTRAS}"') for run in docker_runs())
+    assert re.search(r'^ARG EXTRAS=""$', DOCKERFILE, re.M)  # the production image: no local server
 
 
 def test_everything_the_dockerfile_copies_exists() -> None:
@@ -91,5 +92,19 @@ def test_compose_runs_the_replicator_with_options_the_cli_accepts() -> None:
     command = service["command"]
     assert command[0] == "run"
     ctx = main.commands["run"].make_context("run", list(command[1:]))
-    assert ctx.params["source_table"] == "orders" and ctx.params["destination_endpoint"] == "http://destination:8000"
+    assert ctx.params["source_table"] == "orders" and ctx.params["destination_endpoint"] == "http://local:8000"
+    assert ctx.params["source_endpoint"] == "http://local:8000"
     assert int(service["stop_grace_period"].rstrip("s")) > 30
+
+
+def test_compose_local_service_is_replicator_local_with_the_local_extra() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    local = compose["services"]["local"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert local["build"]["args"]["EXTRAS"] == "[local]" and "local" in extras
+    assert any(dep.startswith("moto[server]") for dep in extras["local"])
+    command = local["command"]
+    ctx = main.commands["local"].make_context("local", list(command[1:]))
+    assert command[0] == "local" and ctx.params["host"] == "0.0.0.0"
+    assert local["ports"] == [f"127.0.0.1:{ctx.params['port']}:{ctx.params['port']}"]
+    assert all(s in ("local", "replicator") for s in compose["services"])

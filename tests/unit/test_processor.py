@@ -134,6 +134,37 @@ def test_shard_end_and_shutdown_checkpoint_everything_delivered(method):
     assert checkpointer.calls == [None]
 
 
+def test_a_split_shard_replicates_parent_then_child_and_leaves_the_childs_state():
+    """moto's stream has one shard that never splits, so lineage is tested here: KCL starts a child shard's
+    processor only after the parent's checkpointed SHARD_END, and the child's later changes to the same keys
+    must win in the destination (a real TableWriter on in-process moto)."""
+    from moto import mock_aws
+
+    from replicator.changes.writer import TableWriter
+
+    with mock_aws():
+        client = endpoint_client(None)
+        create_pk_table(client, "dest")
+        applier = Applier(TableWriter(client, "dest"))
+        parent, child = FakeCheckpointer(), FakeCheckpointer()
+
+        def change(event: str, pk: str, rev: str, seq: str) -> bytes:
+            image = None if event == "REMOVE" else {"pk": {"S": pk}, "rev": {"N": rev}}
+            return encode_record(event, {"pk": {"S": pk}}, image, seq, 1700000000000)
+
+        on_parent = processor(applier)
+        on_parent.process_records(kcl_input([change("INSERT", "a", "1", "100"), change("INSERT", "b", "1", "101"),
+                                             change("INSERT", "c", "1", "102")], parent))
+        on_parent.shard_ended(kcl_input([], parent))
+        assert parent.calls == ["102", None]  # None: SHARD_END, which lets KCL start the children
+
+        processor(applier).process_records(kcl_input([change("MODIFY", "a", "2", "200"), change("REMOVE", "b", "", "201"),
+                                                      change("MODIFY", "c", "2", "202")], child))
+        assert child.calls == ["202"]
+        items = {i["pk"]["S"]: i["rev"]["N"] for i in client.scan(TableName="dest")["Items"]}
+        assert items == {"a": "2", "c": "2"}
+
+
 def test_lease_lost_does_not_checkpoint():
     checkpointer = FakeCheckpointer()
     processor(FailingApplier(AssertionError("not called"))).lease_lost(kcl_input([], checkpointer))

@@ -24,14 +24,14 @@ from replicator.changes.writer import TableWriter
 from unit_helpers import create_pk_table, delete_change, put_change
 
 AWS_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2015-05-11T21:21:33.291"
-LOCAL_ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/orders/stream/2026-11-25T05:58:32.607"
+LOCAL_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-11-30T12:00:36.727926"  # moto's
 LABEL = stream_label(AWS_ARN)
 ATTR = "_rv"
 
 
-def test_stream_label_from_aws_and_dynamodb_local_arns():
+def test_stream_label_from_aws_and_local_server_arns():
     assert stream_label(AWS_ARN) == "2015-05-11T21:21:33.291000"
-    assert stream_label(LOCAL_ARN) == "2026-11-25T05:58:32.607000"
+    assert stream_label(LOCAL_ARN) == "2026-11-30T12:00:36.727926"
 
 
 @pytest.mark.parametrize("arn", ["", "arn:aws:dynamodb:us-east-1:1:table/orders", "x/stream/yesterday"])

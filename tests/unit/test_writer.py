@@ -278,3 +278,26 @@ def test_retry_lines_resume_after_the_interval_with_the_suppressed_count(make_wr
         w.write(puts(1))
     retrying = [e for e in logs if e["event"] == "destination_write_retrying"]
     assert [e["retries_since_last_log"] for e in retrying] == [0, 3]
+
+
+class CapacityReportingClient(FakeClient):
+    """Answers with a scripted ConsumedCapacity (and leaves the last item unprocessed once)."""
+
+    def __init__(self, units: float) -> None:
+        super().__init__(lambda requests, n: {
+            "ConsumedCapacity": [{"TableName": TABLE, "CapacityUnits": units}],
+            **({"UnprocessedItems": {TABLE: requests[-1:]}} if n == 1 else {}),
+        })
+
+    def batch_write_item(self, RequestItems, ReturnConsumedCapacity=None):  # noqa: N803 - boto3's spelling
+        assert ReturnConsumedCapacity == "TOTAL"
+        return super().batch_write_item(RequestItems)
+
+
+@pytest.mark.parametrize(("reported", "charged"), [(1.0, [24.0, 1.0]), (60.0, [60.0, 60.0])],
+                         ids=["under-reported-as-moto-does", "large-items"])
+def test_a_rate_limit_is_charged_at_least_one_unit_per_item_written(make_writer, reported, charged):
+    units: list[float] = []
+    writer = make_writer(CapacityReportingClient(reported), on_consumed=units.append)
+    writer.write([put_change(f"k{i}") for i in range(25)])
+    assert units == charged

@@ -52,7 +52,7 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * <pre>
  * sourceTable            table whose latest stream is read (required)
  * sourceRegion           its region (required)
- * sourceEndpoint         endpoint override for the source (optional, e.g. DynamoDB Local)
+ * sourceEndpoint         endpoint override for the source (optional, e.g. the local server)
  * sourceStreamsEndpoint  DynamoDB Streams endpoint override (optional; default sourceEndpoint)
  * cloudWatchEndpoint     CloudWatch endpoint override (optional)
  * staleLeaderLockMillis  how long a leader lock may go unrenewed before it is released (default 150000, min 45000)
@@ -108,11 +108,6 @@ public final class StreamsMultiLangDaemon {
         // read that stream, not whichever is newest a moment later.
         String checkedArn = System.getenv("REPLICATOR_STREAM_ARN");
         String streamArn = checkedArn != null && !checkedArn.isBlank() ? checkedArn : latestStreamArn(streams, sourceTable);
-        if (LocalArnStreamsClient.isLocalArn(streamArn)) {
-            LocalArnStreamsClient local = new LocalArnStreamsClient(streams, sourceRegion.id());
-            streamArn = local.shown(streamArn);
-            streams = local;
-        }
         log.info("Replicating stream {} of table {} with application {} as worker {}",
                 streamArn, sourceTable, kcl.getApplicationName(), kcl.getWorkerIdentifier());
 
