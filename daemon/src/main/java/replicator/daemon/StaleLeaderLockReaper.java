@@ -9,6 +9,7 @@ import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
 import software.amazon.awssdk.services.dynamodb.model.AttributeValue;
 import software.amazon.awssdk.services.dynamodb.model.ConditionalCheckFailedException;
 import software.amazon.awssdk.services.dynamodb.model.GetItemResponse;
+import software.amazon.awssdk.services.dynamodb.model.ResourceNotFoundException;
 
 /**
  * Releases a KCL 3 leader lock whose owner has died without releasing it.
@@ -47,6 +48,11 @@ final class StaleLeaderLockReaper implements Runnable {
     public void run() {
         try {
             check();
+        } catch (ExecutionException e) {
+            // A new path's coordinator-state table appears only after its first shard sync: no lock to check yet.
+            if (!(e.getCause() instanceof ResourceNotFoundException)) {
+                log.warn("Could not check the leader lock in {}: {}", table, e.getCause().toString());
+            }
         } catch (Exception e) {
             log.warn("Could not check the leader lock in {}: {}", table, e.toString());
         }
