@@ -30,6 +30,7 @@ unit: setup
 bench: setup
 	$(VENV)/bin/python -m bench.replication
 	$(VENV)/bin/python -m bench.copy_table
+	$(VENV)/bin/python -m bench.backup
 
 clean:
 	rm -rf $(VENV) daemon/target

@@ -30,3 +30,17 @@ def streams(region: str, endpoint: str | None) -> Any:
     return boto3.session.Session().client(
         "dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config
     )
+
+
+def s3(region: str, endpoint: str | None, *, pool: int = 32) -> Any:
+    """An S3 client for backups. A given endpoint (the local server, MinIO) is addressed by path
+    (``endpoint/bucket/key``): such endpoints have no per-bucket DNS names."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 5},
+        max_pool_connections=pool,
+        connect_timeout=5,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint else None,
+    )
+    return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
+

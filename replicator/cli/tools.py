@@ -2,8 +2,9 @@
 
 Tables are written ``region/table``. The first table (source, primary) is reached at --source-endpoint,
 the second (destination, replica) at --destination-endpoint; both also take the Java connector's
-camelCase spelling. Human summaries go to stdout, structured logs to stderr; with --json the last line
-of stdout is one JSON object. Bad input is one line on stderr and exit status 2.
+camelCase spelling. Backups live at s3://bucket/prefix (S3 reached at --s3-endpoint) or in a directory.
+Human summaries go to stdout, structured logs to stderr; with --json the last line of stdout is one JSON
+object. Bad input is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ def _command(func: click.Command) -> click.Command:
     return func
 
 
+source_endpoint_option = click.option(
+    "--source-endpoint", "--sourceEndpoint", "source_endpoint", metavar="URL", help="Endpoint of the first table.")
+destination_endpoint_option = click.option(
+    "--destination-endpoint", "--destinationEndpoint", "destination_endpoint", metavar="URL",
+    help="Endpoint of the second table (`replicator local`, or any DynamoDB endpoint).")
+s3_endpoint_option = click.option(
+    "--s3-endpoint", metavar="URL", default=None,
+    help="Endpoint of S3 for an s3:// URL (`replicator local`, or any S3-compatible endpoint).")
+
+
 def endpoint_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("--destination-endpoint", "--destinationEndpoint", "destination_endpoint", metavar="URL",
-                        help="Endpoint of the second table (`replicator local`, or any DynamoDB endpoint).")(func)
-    func = click.option("--source-endpoint", "--sourceEndpoint", "source_endpoint", metavar="URL",
-                        help="Endpoint of the first table.")(func)
-    return func
+    return source_endpoint_option(destination_endpoint_option(func))
 
 
 def segment_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,16 +52,27 @@ def segment_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+read_units_option = click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None,
+                                 help="Read capacity units per second to consume at most from the source table.")
+write_units_option = click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None,
+                                  help="Write capacity units per second to consume at most in the destination table.")
+resume_option = click.option("--resume", is_flag=True, help="Continue an interrupted run from its state file.")
+in_flight_option = click.option("--in-flight", type=click.IntRange(1, 64), default=8, show_default=True,
+                                help="BatchWriteItem requests in flight.")
+
+
+def state_file_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                        help=f"Where each segment's position is kept. [default: {default}]")
+
+
 def copy_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The copy's rate limits, page size and state file: copy-table's, and bootstrap's for its copy."""
     for decorate in reversed([
-        click.option("--read-units", type=click.FloatRange(0, min_open=True), default=None,
-                     help="Read capacity units per second to consume at most from SRC."),
-        click.option("--write-units", type=click.FloatRange(0, min_open=True), default=None,
-                     help="Write capacity units per second to consume at most in DST."),
-        click.option("--resume", is_flag=True, help="Continue an interrupted copy from its state file."),
-        click.option("--state-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="Where each segment's position is kept. [default: .copy-table.<tables>[.segment-I].json]"),
+        read_units_option,
+        write_units_option,
+        resume_option,
+        state_file_option(".copy-table.<tables>[.segment-I].json"),
         click.option("--page-size", type=click.IntRange(1, 10000), default=None,
                      help="Items per Scan page (Scan's Limit; a page is also at most 1 MB). [default: 250]"),
     ]):
@@ -183,8 +201,7 @@ def replicate_record_command(primary: str, replica: str, key: str, source_endpoi
 @endpoint_options
 @segment_options
 @copy_options
-@click.option("--in-flight", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="BatchWriteItem requests in flight.")
+@in_flight_option
 @json_option
 @friendly_errors
 def copy_table_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
@@ -215,6 +232,94 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
         sys.exit(130)
     click.echo(f"Copied {result.copied} items from {src.spec} to {dst.spec} in {result.seconds:.1f} s "
                f"({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of {result.segments})")
+    if as_json:
+        _emit_json(result.as_json())
+
+
+@_command
+@click.command("backup-table")
+@click.argument("table", metavar="TABLE")
+@click.argument("url", metavar="URL")
+@source_endpoint_option
+@s3_endpoint_option
+@segment_options
+@read_units_option
+@click.option("--jobid", default=None, metavar="ID",
+              help="Name of the backup under URL; the same on every machine of a --segment backup. [default: random]")
+@click.option("--overwrite", is_flag=True, help="Replace what the jobid already holds at URL.")
+@json_option
+@friendly_errors
+def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_endpoint: str | None,
+                         segments: int | None, segment: int | None, read_units: float | None, jobid: str | None,
+                         overwrite: bool, as_json: bool) -> None:
+    """Back TABLE (region/table) up to URL: s3://bucket/prefix, a directory, or file:///path.
+
+    Each scan segment becomes URL/<jobid>/<segment> (gzip, a line {"Item": ...} of DynamoDB JSON per item,
+    as DynamoDB's exports, so ImportTable reads the folder), and URL/<jobid>.manifest.json is written last:
+    a backup without it is incomplete. With --segment I the run that finishes last writes the manifest.
+    """
+    from replicator.tables.backup import backup_table, check_jobid, new_jobid
+    from replicator.tables.spec import check_segments, open_table
+
+    log.configure()
+    check_segments(segment, segments)
+    jobid = jobid or new_jobid()
+    check_jobid(jobid)
+    src = open_table(table, source_endpoint)
+    click.echo(f"Backup job {jobid} of {src.spec} to {url}")
+    try:
+        result = backup_table(src, url, jobid=jobid, segments=segments, segment=segment, read_units=read_units,
+                              s3_endpoint=s3_endpoint, overwrite=overwrite)
+    except KeyboardInterrupt:
+        click.echo(f"replicator: interrupted: backup {jobid} is incomplete (no manifest); run it again with "
+                   "--overwrite", err=True)
+        sys.exit(130)
+    click.echo(f"Backed up {result.items} items ({result.bytes:,} bytes gzip) of {src.spec} to {result.url} in "
+               f"{result.seconds:.1f} s ({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of "
+               f"{result.segments})")
+    click.echo(f"Complete: {result.manifest}" if result.complete else
+               "Not complete yet: the manifest is written by the run that finishes the last segment")
+    if as_json:
+        _emit_json(result.as_json())
+
+
+@_command
+@click.command("restore-table")
+@click.argument("url", metavar="URL/JOBID")
+@click.argument("table", metavar="TABLE")
+@destination_endpoint_option
+@s3_endpoint_option
+@write_units_option
+@in_flight_option
+@resume_option
+@state_file_option(".restore-table.<jobid>.<region>.<table>.json")
+@click.option("--force", is_flag=True, help="Restore into a table that already holds items.")
+@json_option
+@friendly_errors
+def restore_table_command(url: str, table: str, destination_endpoint: str | None, s3_endpoint: str | None,
+                          write_units: float | None, in_flight: int, resume: bool, state_file: Path | None,
+                          force: bool, as_json: bool) -> None:
+    """Write the backup at URL/JOBID (backup-table's, or a DynamoDB export's .../AWSDynamoDB/<export id>)
+    into TABLE (region/table).
+
+    The manifest is checked first (a missing or damaged segment is an error naming it), and the keys
+    against TABLE's key schema. Interrupted, it continues with --resume. A TABLE that holds items needs
+    --force.
+    """
+    from replicator.tables.restore import restore_table
+    from replicator.tables.spec import open_table
+
+    log.configure()
+    dst = open_table(table, destination_endpoint)
+    try:
+        result = restore_table(url, dst, s3_endpoint=s3_endpoint, write_units=write_units, max_in_flight=in_flight,
+                               resume=resume, force=force, state_path=state_file)
+    except KeyboardInterrupt:
+        click.echo("replicator: interrupted: run the same command with --resume to continue", err=True)
+        sys.exit(130)
+    click.echo(f"Restored {result.restored} items from {result.url} ({result.kind}) into {dst.spec} in "
+               f"{result.seconds:.1f} s ({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of "
+               f"{result.segments})")
     if as_json:
         _emit_json(result.as_json())
 

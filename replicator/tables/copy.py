@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from replicator import log
 from replicator.changes.codec import Change, Item, decode_item, encode_item
@@ -107,6 +107,11 @@ class _Meter:
             self.consumed += units
 
 
+def rate_limit(units: float | None) -> TokenBucket | _Meter:
+    """A token bucket of ``units`` per second, or only a meter when no limit is set (``None``)."""
+    return TokenBucket(units) if units else _Meter()
+
+
 # --- the estimate --------------------------------------------------------------------------------
 
 
@@ -173,12 +178,18 @@ class SegmentState:
 
 @dataclass
 class CopyState:
+    """Each segment's position, kept in a file between runs (``--resume``)."""
+
     path: Path
     source: str
     destination: str
     segments: int
     positions: dict[int, SegmentState]
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    tool: ClassVar[str] = "copy-table"
+    work: ClassVar[str] = "copy"
+    """What the messages call the job: restore-table keeps its segments in the same kind of file."""
 
     def save(self) -> None:
         with self._lock:
@@ -196,7 +207,7 @@ class CopyState:
             os.replace(tmp, self.path)
 
     @classmethod
-    def load(cls, path: Path) -> "CopyState":
+    def load(cls, path: Path) -> Self:
         try:
             payload = json.loads(path.read_text())
             positions = {
@@ -205,9 +216,39 @@ class CopyState:
             }
             return cls(path, payload["source"], payload["destination"], int(payload["segments"]), positions)
         except FileNotFoundError:
-            raise ReplicatorError(f"--resume: no state file {path}: run without --resume to start the copy") from None
+            raise ReplicatorError(f"--resume: no state file {path}: run without --resume to start the {cls.work}") from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise ReplicatorError(f"state file {path} is not a copy-table state ({exc}): delete it and start over") from None
+            raise ReplicatorError(f"state file {path} is not a {cls.tool} state ({exc}): delete it and start over") from None
+
+    @classmethod
+    def start_or_resume(cls, path: Path, source: str, destination: str, *, resume: bool, segments: int | None,
+                        segment: int | None, default_segments: Callable[[], int]) -> Self:
+        """The saved state with ``resume`` (checked against this run's arguments), else a new one, saved.
+
+        A new job refuses to start over an existing state file: that would forget an interrupted job's
+        positions."""
+        if resume:
+            state = cls.load(path)
+            if (state.source, state.destination) != (source, destination):
+                raise ReplicatorError(
+                    f"state file {path} is for {state.source} -> {state.destination}, not "
+                    f"{source} -> {destination}: give the same arguments, or another --state-file"
+                )
+            if segments is not None and segments != state.segments:
+                raise ReplicatorError(f"state file {path} was written with --segments {state.segments}, not {segments}")
+            if segment is not None and set(state.positions) != {segment}:
+                raise ReplicatorError(f"state file {path} holds segments {sorted(state.positions)}, not --segment {segment}")
+            return state
+        if path.exists():
+            raise ReplicatorError(
+                f"state file {path} from an earlier {cls.work} exists: pass --resume to continue it, "
+                "or delete it to start over"
+            )
+        total = segments or default_segments()
+        mine = [segment] if segment is not None else list(range(total))
+        state = cls(path, source, destination, total, {s: SegmentState() for s in mine})
+        state.save()
+        return state
 
 
 def default_state_path(source: Table, destination: Table, segment: int | None) -> Path:
@@ -219,27 +260,35 @@ def default_state_path(source: Table, destination: Table, segment: int | None) -
 
 
 class ProgressReporter:
-    """A progress bar on a terminal (rich), else a structured ``copy_progress`` log every 10 s."""
+    """A progress bar on a terminal (rich), else a structured ``<event>`` log line every 10 s.
 
-    def __init__(self, total: int, done: int, *, tty: bool | None = None, interval_s: float = PROGRESS_LOG_INTERVAL_S) -> None:
+    copy-table counts items; backup-table and restore-table also count bytes (``show_bytes``): what a
+    backup has written to its store, or a restore has read from it."""
+
+    def __init__(self, total: int, done: int, *, tty: bool | None = None, interval_s: float = PROGRESS_LOG_INTERVAL_S,
+                 label: str = "copying", event: str = "copy_progress", show_bytes: bool = False) -> None:
         self.total = max(total, done)
         self.done = done
+        self.bytes = 0
         self._start_done = done
         self._started = time.monotonic()
         self._last_log = self._started
         self._interval_s = interval_s
+        self._event = event
+        self._show_bytes = show_bytes
         self._lock = threading.Lock()
         self._bar: Any = None
         if tty if tty is not None else sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+            size = [TextColumn("{task.fields[size]}")] if show_bytes else []
             self._bar = Progress(
-                TextColumn("copying"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+                TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("items"), *size,
                 TaskProgressColumn(), TextColumn("{task.fields[rate]} items/s"), TextColumn("ETA"),
                 TimeRemainingColumn(), console=Console(stderr=True), transient=False,
             )
-            self._task = self._bar.add_task("copy", total=self.total or None, completed=done, rate="-")
+            self._task = self._bar.add_task(event, total=self.total or None, completed=done, rate="-", size="")
             self._bar.start()
 
     @property
@@ -247,9 +296,10 @@ class ProgressReporter:
         elapsed = time.monotonic() - self._started
         return (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, nbytes: int = 0) -> None:
         with self._lock:
             self.done += n
+            self.bytes += nbytes
             if self.done > self.total:
                 self.total = self.done
             now = time.monotonic()
@@ -258,10 +308,14 @@ class ProgressReporter:
             if due:
                 self._last_log = now
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, total=self.total or None, rate=f"{rate:,.0f}")
+            from rich.filesize import decimal
+
+            self._bar.update(self._task, completed=self.done, total=self.total or None, rate=f"{rate:,.0f}",
+                             size=decimal(self.bytes) if self._show_bytes else "")
         elif due:
             eta = (self.total - self.done) / rate if rate > 0 else None
-            _log.info("copy_progress", items=self.done, total=self.total, items_per_s=round(rate, 1),
+            extra = {"bytes": self.bytes} if self._show_bytes else {}
+            _log.info(self._event, items=self.done, total=self.total, **extra, items_per_s=round(rate, 1),
                       eta_s=round(eta, 1) if eta is not None else None)
 
     def close(self) -> None:
@@ -270,6 +324,31 @@ class ProgressReporter:
 
 
 # --- the copy ------------------------------------------------------------------------------------
+
+
+def put_changes(table: Table, items: list[Item]) -> list[Change]:
+    """Items to put into ``table``, as the writer takes them. Items of one scan page or one backup segment
+    have distinct keys, so no key identity is needed to squash them."""
+    return [Change(key_id="", keys=table.key_of(i), new_image=i, sequence_number="", created_ms=None) for i in items]
+
+
+MAX_SEGMENT_THREADS = 16
+
+
+def run_segments(segments: list[int], run: Callable[[int], None], stop: threading.Event, *, name: str,
+                 max_threads: int = MAX_SEGMENT_THREADS) -> None:
+    """``run(segment)`` for each segment, one thread a segment (at most 16). A failed segment or Ctrl-C sets
+    ``stop``, so that every other segment stops after the page it is handling (and saves it), and is raised
+    once they all have."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(segments), max_threads)), thread_name_prefix=name)
+    try:
+        for future in [pool.submit(run, s) for s in segments]:
+            future.result()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -316,31 +395,11 @@ def copy_table(
     check_segments(segment, segments)
     check_same_keys(source, destination)
     state_path = state_path or default_state_path(source, destination, segment)
-    if resume:
-        state = CopyState.load(state_path)
-        if (state.source, state.destination) != (str(source.spec), str(destination.spec)):
-            raise ReplicatorError(
-                f"state file {state_path} is for {state.source} -> {state.destination}, not "
-                f"{source.spec} -> {destination.spec}: give the same tables, or another --state-file"
-            )
-        if segments is not None and segments != state.segments:
-            raise ReplicatorError(f"state file {state_path} was written with --segments {state.segments}, not {segments}")
-        if segment is not None and set(state.positions) != {segment}:
-            raise ReplicatorError(f"state file {state_path} holds segments {sorted(state.positions)}, not --segment {segment}")
-        total = state.segments
-    else:
-        if state_path.exists():
-            raise ReplicatorError(
-                f"state file {state_path} from an earlier copy exists: pass --resume to continue it, "
-                "or delete it to start over"
-            )
-        total = segments or default_segments(source)
-        mine = [segment] if segment is not None else list(range(total))
-        state = CopyState(state_path, str(source.spec), str(destination.spec), total, {s: SegmentState() for s in mine})
-        state.save()
-
-    reads: TokenBucket | _Meter = TokenBucket(read_units) if read_units else _Meter()
-    writes: TokenBucket | _Meter = TokenBucket(write_units) if write_units else _Meter()
+    state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
+                                      segments=segments, segment=segment,
+                                      default_segments=lambda: default_segments(source))
+    total = state.segments
+    reads, writes = rate_limit(read_units), rate_limit(write_units)
     writer = TableWriter(destination.client, destination.name, max_in_flight=max_in_flight,
                          before_request=writes.wait, on_consumed=writes.consume)
     already = sum(p.copied for p in state.positions.values())
@@ -359,8 +418,7 @@ def copy_table(
                                       limit=page_size or DEFAULT_PAGE_SIZE,
                                       consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
             if items:
-                writer.write([Change(key_id="", keys=destination.key_of(i), new_image=i, sequence_number="", created_ms=None)
-                              for i in items])
+                writer.write(put_changes(destination, items))
             with count_lock:
                 copied[0] += len(items)
             position.copied += len(items)
@@ -372,16 +430,9 @@ def copy_table(
                 return
 
     started = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), 16)), thread_name_prefix="copy-segment")
     try:
-        for future in [pool.submit(run_segment, s) for s in pending]:
-            future.result()
-    except BaseException:
-        # A failed segment or Ctrl-C: every other segment stops after the page it is writing, and saves it.
-        stop.set()
-        raise
+        run_segments(pending, run_segment, stop, name="copy-segment")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         reporter.close()
         writer.close()
     seconds = time.monotonic() - started

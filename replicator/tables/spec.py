@@ -64,9 +64,7 @@ class Table:
     @property
     def key_schema(self) -> list[tuple[str, str]]:
         """[(attribute name, S|N|B)], partition key first."""
-        types = {a["AttributeName"]: a["AttributeType"] for a in self.description.get("AttributeDefinitions", [])}
-        ordered = sorted(self.description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
-        return [(k["AttributeName"], types.get(k["AttributeName"], "?")) for k in ordered]
+        return key_schema_of(self.description)
 
     @property
     def key_names(self) -> list[str]:
@@ -90,6 +88,14 @@ class Table:
         self.description = describe(self.client, self.spec, self.endpoint)
 
 
+def key_schema_of(description: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(attribute name, S|N|B)], partition key first, from DescribeTable's KeySchema and AttributeDefinitions
+    (or a backup manifest's copy of them)."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in description.get("AttributeDefinitions", [])}
+    ordered = sorted(description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+    return [(k["AttributeName"], types.get(k["AttributeName"], "?")) for k in ordered]
+
+
 def describe(client: Any, spec: TableSpec, endpoint: str | None) -> dict[str, Any]:
     where = f" at {endpoint}" if endpoint else ""
     return checks.describe(
@@ -109,12 +115,29 @@ def open_table(text: str, endpoint: str | None, *, pool: int = 32) -> Table:
     return Table(spec=spec, client=client, endpoint=endpoint, description=describe(client, spec, endpoint))
 
 
+def show_keys(key_schema: Sequence[tuple[str, str]]) -> str:
+    """``[pk S, sk N]``: a key schema as the messages write it."""
+    return "[" + ", ".join(f"{name} {type_}" for name, type_ in key_schema) + "]"
+
+
 def check_same_keys(primary: Table, replica: Table) -> None:
     if primary.key_schema != replica.key_schema:
-        show = lambda t: ", ".join(f"{n} {ty}" for n, ty in t.key_schema)  # noqa: E731
         raise ReplicatorError(
-            f"key schemas differ: {primary.spec} has [{show(primary)}] but {replica.spec} has [{show(replica)}]; "
-            "the tables must share their key schema"
+            f"key schemas differ: {primary.spec} has {show_keys(primary.key_schema)} but {replica.spec} has "
+            f"{show_keys(replica.key_schema)}; the tables must share their key schema"
+        )
+
+
+def check_item_key(table: Table, item: Item, where: str) -> None:
+    """The item has each key attribute of ``table``, of its type; else one error saying ``where`` it is."""
+    for name, type_ in table.key_schema:
+        value = item.get(name)
+        if isinstance(value, dict) and list(value) == [type_]:
+            continue
+        found = "does not have it" if value is None else f"has it as {'/'.join(value) if isinstance(value, dict) else value!r}"
+        raise ReplicatorError(
+            f"{where}: the item does not fit the key schema of {table.spec} {show_keys(table.key_schema)}: "
+            f"key attribute {name!r} must be {type_}, and the item {found}"
         )
 
 
