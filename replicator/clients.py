@@ -44,3 +44,9 @@ def s3(region: str, endpoint: str | None, *, pool: int = 32) -> Any:
     )
     return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
 
+
+def cloudwatch(region: str, endpoint: str | None) -> Any:
+    """A CloudWatch client for the processors' metrics: short timeouts and few attempts, since a metrics
+    interval that cannot be sent is dropped rather than allowed to pile up."""
+    config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
+    return boto3.session.Session().client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)

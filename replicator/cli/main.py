@@ -49,7 +49,9 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("task-name", {"help": "Name of the lease table after the prefix (default: derived from the four names)."}),
     ("batch-size", {"type": click.IntRange(1, 1000), "help": "Records per GetRecords call. [default: 1000]"}),
     ("parent-shard-poll-interval-millis", {"type": click.IntRange(1), "help": "[default: 10000]"}),
-    ("dont-publish-cloudwatch", {"is_flag": True, "default": None, "help": "Publish no KCL metrics to CloudWatch."}),
+    ("dont-publish-cloudwatch", {"is_flag": True, "default": None, "help": "Publish no metrics to CloudWatch: "
+                                 "neither the processors' own (DynamoDBReplicator) nor KCL's."}),
+    ("cloudwatch-endpoint", {"help": "CloudWatch endpoint for the metrics, ours and KCL's (e.g. `replicator local`)."}),
     ("initial-position", {"type": click.Choice(["TRIM_HORIZON", "LATEST"]), "help": "Where a new lease starts. [default: TRIM_HORIZON]"}),
     ("write-concurrency", {"type": click.IntRange(1, 64), "help": "Write requests in flight per shard (BatchWriteItem, or PutItem with --version-attribute). [default: 8]"}),
     ("failover-time-millis", {"type": click.IntRange(1000), "help": "Lease duration before another worker takes over. [default: 10000]"}),
@@ -59,9 +61,15 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def _camel_name(kebab: str) -> str:
+    """The option's camelCase spelling: its properties key (cloudWatchEndpoint), else derived."""
+    field_name = kebab.replace("-", "_")
+    return next((camel for camel, name in PATH_KEYS.items() if name == field_name), _camel(kebab))
+
+
 def path_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for kebab, kwargs in reversed(PATH_OPTIONS):
-        names = [f"--{kebab}"] + ([f"--{_camel(kebab)}"] if "-" in kebab else [])
+        names = [f"--{kebab}"] + ([f"--{_camel_name(kebab)}"] if "-" in kebab else [])
         func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
     return func
 
@@ -148,23 +156,67 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
 @main.command()
 @path_options
 @click.option("--properties", type=click.Path(path_type=Path), help="The path's properties file.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON instead of a table (with --watch, one object a line per refresh: at, shards).")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C: in place on a terminal.")
+@click.option("--interval", type=click.FloatRange(0.1), default=5.0, show_default=True, metavar="S",
+              help="Seconds between refreshes with --watch.")
+@click.option("--count", type=click.IntRange(1), default=None, hidden=True, help="Stop after N refreshes (tests).")
 @friendly_errors
-def status(properties: Path | None, as_json: bool, **options: Any) -> None:
+def status(properties: Path | None, as_json: bool, watch: bool, interval: float, count: int | None,
+           **options: Any) -> None:
     """Show each shard's lease owner, checkpoint, and how far behind it is."""
     import json
 
     from replicator.kcl import status as status_module
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
-    statuses = status_module.read_status(
-        path,
-        clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3),
-        clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint),
-    )
-    if as_json:
-        click.echo(json.dumps(status_module.as_json(statuses)))
-    else:
-        click.echo(status_module.as_table(statuses))
+    lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    streams = clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint)
+
+    def read() -> list[Any]:
+        return status_module.read_status(path, lease_client, streams)
+
+    if not watch:
+        if count is not None:
+            raise ReplicatorError("--count needs --watch")
+        statuses = read()
+        if as_json:
+            click.echo(json.dumps(status_module.as_json(statuses)))
+        else:
+            click.echo(status_module.as_table(statuses))
+        return
+    try:
+        snapshots = status_module.snapshots(read, interval, count)
+        if as_json:
+            for snapshot in snapshots:
+                click.echo(json.dumps(snapshot.as_json()))
+        else:
+            _watch_table(path.application_name, interval, snapshots)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends: exit 0, no traceback
+
+
+def _watch_table(lease_table: str, interval: float, snapshots: Any) -> None:
+    """The shard table redrawn in place on a terminal (rich Live); one table after another otherwise."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from replicator.kcl.status import as_table
+
+    def render(snapshot: Any) -> str:
+        head = f"{lease_table}  {snapshot.at:%Y-%m-%d %H:%M:%S} UTC, every {interval:g} s; Ctrl-C stops"
+        body = as_table(snapshot.shards) if snapshot.shards is not None else f"refresh failed: {snapshot.error}"
+        return f"{head}\n{body}"
+
+    console = Console()
+    if not console.is_terminal:
+        for snapshot in snapshots:
+            click.echo(render(snapshot) + "\n")
+        return
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        for snapshot in snapshots:
+            live.update(Text(render(snapshot)), refresh=True)
 
 
 @main.command()

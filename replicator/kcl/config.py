@@ -33,6 +33,8 @@ PATH_KEYS = {
     "batchSize": "batch_size",
     "parentShardPollIntervalMillis": "parent_shard_poll_interval_millis",
     "dontPublishCloudwatch": "dont_publish_cloudwatch",
+    "cloudWatchEndpoint": "cloudwatch_endpoint",
+    "metricsIntervalSeconds": "metrics_interval_seconds",
     "initialPosition": "initial_position",
     "writeConcurrency": "write_concurrency",
     "failoverTimeMillis": "failover_time_millis",
@@ -68,6 +70,12 @@ class ReplicationPath(BaseModel):
     batch_size: int = Field(default=1000, ge=1, le=1000)
     parent_shard_poll_interval_millis: int = Field(default=10_000, ge=1)
     dont_publish_cloudwatch: bool = False
+    """Publish no metrics at all: neither the processors' own (``metrics``) nor KCL's (metricsLevel NONE)."""
+    cloudwatch_endpoint: str | None = None
+    """CloudWatch endpoint override for both (e.g. `replicator local`); the launcher reads the same key."""
+    metrics_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    """How often each processor publishes its metrics. 60 s on AWS (CloudWatch's standard resolution);
+    shorter only for tests and local trials."""
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     write_concurrency: int = Field(default=8, ge=1, le=64)
     failover_time_millis: int = Field(default=10_000, ge=1000)
@@ -79,7 +87,7 @@ class ReplicationPath(BaseModel):
 
     @field_validator(
         "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name",
-        "version_attribute",
+        "version_attribute", "cloudwatch_endpoint",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -10,6 +10,8 @@ properties file. Rules it keeps:
   exception as success and move on, so nothing may escape as an exception.)
 * stdout carries the protocol only: it is moved to a private descriptor before anything else runs, and
   descriptor 1 then points at stderr, so a stray print or a library's output cannot corrupt the protocol.
+* metrics (``metrics``) are only noted here; a thread of their own publishes them, so they can neither
+  slow a batch nor stop the processor. Each lifecycle end flushes them once, after its checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from replicator.changes.applier import Applier
 from replicator.changes.codec import RecordFormatError
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
+from replicator.kcl import metrics as path_metrics
 from replicator.kcl.launcher import STREAM_ARN_ENV
+from replicator.kcl.metrics import NO_METRICS, ProcessorMetrics
 from replicator.changes.versions import Versioning, stream_label
 from replicator.changes.writer import TableWriter
 
@@ -42,15 +46,18 @@ _log = log.get("replicator.kcl.processor")
 class ReplicationProcessor(kcl_processor.RecordProcessorBase):
     """KCL lifecycle calls to Applier calls; nothing else."""
 
-    def __init__(self, applier: Applier, *, exit_fn: Any = sys.exit, sleep: Any = time.sleep) -> None:
+    def __init__(self, applier: Applier, *, exit_fn: Any = sys.exit, sleep: Any = time.sleep,
+                 metrics: ProcessorMetrics = NO_METRICS) -> None:
         self._applier = applier
         self._exit = exit_fn
         self._sleep = sleep
+        self._metrics = metrics
         self._shard_id = "?"
 
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
         _log.info("shard_started", shard=self._shard_id, checkpoint=initialize_input.sequence_number)
+        self._metrics.started(self._shard_id, initialize_input.sequence_number)
 
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
@@ -63,6 +70,8 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         except Exception as exc:  # noqa: BLE001 - anything unexpected must also stop before a checkpoint
             self._fail("batch_failed_unexpectedly", exc)
             return
+        millis_behind_latest = process_records_input.millis_behind_latest
+        self._metrics.batch_applied(result, millis_behind_latest)
         if result.last_sequence_number is not None:
             self._checkpoint(process_records_input.checkpointer, result.last_sequence_number)
         if records:
@@ -76,32 +85,39 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
                 retries=result.writes.retries,
                 stale=result.writes.stale,
                 lag_ms_max=result.lag_ms_max,
-                millis_behind_latest=process_records_input.millis_behind_latest,
+                millis_behind_latest=millis_behind_latest,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         _log.info("lease_lost", shard=self._shard_id)
+        self._metrics.lease_gone()
+        self._metrics.close()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         _log.info("shard_ended", shard=self._shard_id)
         self._checkpoint(shard_ended_input.checkpointer, None)
+        self._metrics.close(shard_ended=True)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         # process_records returns only after its batch is durable, so every delivered record is written.
         _log.info("shutdown_requested", shard=self._shard_id)
         self._checkpoint(shutdown_requested_input.checkpointer, None)
+        self._metrics.close()
 
     def _checkpoint(self, checkpointer: Any, sequence_number: str | None) -> None:
         for attempt in range(CHECKPOINT_RETRIES):
             try:
                 checkpointer.checkpoint(sequence_number)
+                if sequence_number is not None:
+                    self._metrics.checkpointed(sequence_number)
                 return
             except kcl.CheckpointError as exc:
                 error = str(exc.value)  # str(exc) is the repr of the exception's name
                 if error in ("ShutdownException", "InvalidStateException"):
                     # The lease is gone: the next owner starts from the last checkpoint (at-least-once).
                     _log.warning("checkpoint_refused", shard=self._shard_id, error=error)
+                    self._metrics.lease_gone()
                     return
                 _log.warning("checkpoint_retry", shard=self._shard_id, error=error, attempt=attempt + 1)
                 self._sleep(min(2**attempt * 0.2, 5))
@@ -109,6 +125,8 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
 
     def _fail(self, event: str, exc: BaseException) -> None:
         _log.error(event, shard=self._shard_id, error=str(exc), error_type=type(exc).__name__, exc_info=exc)
+        self._metrics.batch_failed()
+        self._metrics.close()
         self._exit(EXIT_NON_RETRYABLE)
 
 
@@ -136,7 +154,7 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None) -> Rep
     )
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
                          versioning=versioning(path, stream_arn))
-    return ReplicationProcessor(Applier(writer))
+    return ReplicationProcessor(Applier(writer), metrics=path_metrics.for_path(path, stream_arn))
 
 
 def protocol_stdout() -> TextIO:

@@ -2,16 +2,18 @@
 
 It reads the path's lease table and, for each shard not yet finished, reads the stream right after the
 checkpoint: the records found there (up to one GetRecords page) are the backlog, and the oldest one's
-creation time tells how long it has been waiting.
+creation time tells how long it has been waiting. ``snapshots`` repeats that for ``status --watch``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.kcl.config import ReplicationPath
 from replicator.errors import ReplicatorError
@@ -98,3 +100,46 @@ def as_table(statuses: list[ShardStatus]) -> str:
         rows.append((s.shard_id, s.state, s.owner or "-", s.checkpoint, behind, oldest))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One refresh of ``status --watch``: the shards, or why they could not be read this time."""
+
+    at: datetime
+    shards: list[ShardStatus] | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"at": self.at.isoformat(timespec="seconds")}
+        if self.shards is not None:
+            out["shards"] = as_json(self.shards)
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def snapshots(
+    read: Callable[[], list[ShardStatus]],
+    interval_s: float,
+    count: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> Iterator[Snapshot]:
+    """``read()`` every ``interval_s`` (``count`` times, or until the caller stops). A first failure
+    raises, as ``status`` without ``--watch`` does; a later one (a network blip, throttling) is shown in
+    its snapshot and the watch goes on."""
+    taken = 0
+    while count is None or taken < count:
+        if taken:
+            sleep(interval_s)
+        shards: list[ShardStatus] | None = None
+        error = None
+        try:
+            shards = read()
+        except (ClientError, BotoCoreError) as exc:
+            if not taken:
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+        taken += 1
+        yield Snapshot(now(), shards, error)

@@ -78,12 +78,20 @@ class Sandbox:
             destination_region=DESTINATION_REGION,
             destination_table=self.destination_table,
             destination_endpoint=self.destination_server.endpoint,
-            dont_publish_cloudwatch=True,
-            **{"parent_shard_poll_interval_millis": 1000, "idle_time_between_reads_millis": 200, **self.path_settings},
+            **self._settings(),
         )
         self.properties = self.workdir / "path.properties"
         self.path.write_properties(self.properties, extra=LOCAL_KCL_SETTINGS)
         return self
+
+    def _settings(self) -> dict[str, Any]:
+        """The local trial's defaults under the given path_settings. Metrics are off unless asked for, and
+        then go to the source's local server unless another CloudWatch endpoint is given."""
+        settings = {"dont_publish_cloudwatch": True, "parent_shard_poll_interval_millis": 1000,
+                    "idle_time_between_reads_millis": 200, **self.path_settings}
+        if not settings["dont_publish_cloudwatch"]:
+            settings.setdefault("cloudwatch_endpoint", self.source_server.endpoint)
+        return settings
 
     def start_daemon(self, properties: Path | None = None) -> subprocess.Popen[bytes]:
         """A worker of the path, from the sandbox's properties file or from another one (same taskName)."""

@@ -90,3 +90,15 @@ def test_run_without_the_built_launcher(tmp_path):
     env = {**os.environ, "REPLICATOR_DAEMON_HOME": str(empty)}
     line = one_error_line(replicator("run", *FOUR, cwd=tmp_path, env=env))
     assert "the launcher is not built" in line and "make setup" in line
+
+
+@pytest.mark.parametrize("option", ["--cloudwatch-endpoint", "--cloudWatchEndpoint"])
+def test_run_writes_the_cloudwatch_endpoint_where_the_launcher_and_processors_read_it(tmp_path, option):
+    env = {"PATH": "/nonexistent", **FAKE_AWS_ENV}  # stops at `java not found`, after the file is written
+    one_error_line(replicator("run", *FOUR, option, "http://127.0.0.1:4566", "--write-properties", "p.properties",
+                              cwd=tmp_path, env=env))
+    from replicator.kcl.config import path_from_properties, read_properties
+
+    props = read_properties(tmp_path / "p.properties")
+    assert props["cloudWatchEndpoint"] == "http://127.0.0.1:4566"
+    assert path_from_properties(props).cloudwatch_endpoint == "http://127.0.0.1:4566"

@@ -10,6 +10,9 @@ import subprocess
 import threading
 import time
 
+from types import SimpleNamespace
+
+import boto3
 import pytest
 from amazon_kclpy.kcl import CheckpointError
 from structlog.testing import capture_logs
@@ -63,9 +66,36 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def processor(applier, exits=None, sleeps=None) -> ReplicationProcessor:
+class FakeMetrics:
+    """Notes every call the processor makes to its metrics, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def started(self, shard_id, checkpoint):
+        self.calls.append(("started", shard_id, checkpoint))
+
+    def batch_applied(self, result, millis_behind_latest):
+        self.calls.append(("batch_applied", result.records, result.latency.count if result.latency else 0,
+                           millis_behind_latest))
+
+    def batch_failed(self):
+        self.calls.append(("batch_failed",))
+
+    def checkpointed(self, sequence_number):
+        self.calls.append(("checkpointed", sequence_number))
+
+    def lease_gone(self):
+        self.calls.append(("lease_gone",))
+
+    def close(self, *, shard_ended=False):
+        self.calls.append(("close", shard_ended))
+
+
+def processor(applier, exits=None, sleeps=None, metrics=None) -> ReplicationProcessor:
+    extra = {"metrics": metrics} if metrics is not None else {}
     return ReplicationProcessor(applier, exit_fn=exits if exits is not None else Exits(),
-                                sleep=sleeps if sleeps is not None else Sleeps())
+                                sleep=sleeps if sleeps is not None else Sleeps(), **extra)
 
 
 def test_checkpoints_at_the_last_record_after_the_batch_is_written():
@@ -216,6 +246,76 @@ def test_the_log_of_a_batch_reports_counts():
     assert applied["records"] == 2 and applied["puts"] == 2 and applied["millis_behind_latest"] == 42
 
 
+# --- Metrics: noted per batch, flushed once at each end, after the checkpoint --------------------------
+
+def test_metrics_see_each_batch_its_checkpoint_and_a_flush_at_shutdown():
+    checkpointer = FakeCheckpointer()
+    metrics = FakeMetrics()
+    proc = processor(Applier(FakeWriter(checkpointer)), metrics=metrics)
+    proc.initialize(SimpleNamespace(shard_id="shardId-7", sequence_number="TRIM_HORIZON"))
+    proc.process_records(kcl_input(records("100", "200"), checkpointer, millis_behind_latest=42))
+    proc.process_records(kcl_input(records(SEQ), checkpointer, millis_behind_latest=7))
+    proc.shutdown_requested(kcl_input([], checkpointer))
+    assert metrics.calls == [
+        ("started", "shardId-7", "TRIM_HORIZON"),
+        ("batch_applied", 2, 2, 42), ("checkpointed", "200"),
+        ("batch_applied", 1, 1, 7), ("checkpointed", SEQ),
+        ("close", False),
+    ]
+    assert checkpointer.calls == ["200", SEQ, None]
+
+
+def test_metrics_at_shard_end_say_nothing_is_pending():
+    metrics = FakeMetrics()
+    processor(FailingApplier(AssertionError()), metrics=metrics).shard_ended(kcl_input([], FakeCheckpointer()))
+    assert metrics.calls == [("close", True)]
+
+
+def test_metrics_after_a_lost_lease_leave_pending_to_the_new_owner():
+    metrics = FakeMetrics()
+    processor(FailingApplier(AssertionError()), metrics=metrics).lease_lost(kcl_input([], FakeCheckpointer()))
+    assert metrics.calls == [("lease_gone",), ("close", False)]
+
+
+def test_a_refused_checkpoint_tells_the_metrics_the_lease_is_gone():
+    checkpointer = FakeCheckpointer([CheckpointError("ShutdownException")])
+    metrics = FakeMetrics()
+    processor(Applier(FakeWriter(checkpointer)), metrics=metrics).process_records(kcl_input(records(SEQ), checkpointer))
+    assert metrics.calls == [("batch_applied", 1, 1, 0), ("lease_gone",)]
+
+
+def test_a_failed_batch_is_counted_and_flushed_before_the_processor_exits():
+    metrics = FakeMetrics()
+    exits = Exits()
+
+    class NotingExit:
+        def __call__(self, code):
+            exits.append((code, list(metrics.calls)))
+
+    proc = ReplicationProcessor(FailingApplier(NonRetryableWriteError("AccessDeniedException", "no")),
+                                exit_fn=NotingExit(), sleep=Sleeps(), metrics=metrics)
+    proc.process_records(kcl_input(records(SEQ), FakeCheckpointer()))
+    assert exits == [(3, [("batch_failed",), ("close", False)])]
+
+
+def test_metrics_that_fail_cannot_stop_a_batch(monkeypatch):
+    """The real publisher, its CloudWatch unreachable: batches and the checkpoint go on, nothing raises."""
+    from replicator.kcl.metrics import MetricsPublisher
+
+    def unreachable():
+        raise ConnectionError("no route to CloudWatch")
+
+    publisher = MetricsPublisher([], unreachable, interval_s=0.05, final_flush_s=1)
+    checkpointer = FakeCheckpointer()
+    proc = processor(Applier(FakeWriter(checkpointer)), metrics=publisher)
+    proc.initialize(SimpleNamespace(shard_id="shardId-1", sequence_number="TRIM_HORIZON"))
+    for seq in ("100", "200", SEQ):
+        proc.process_records(kcl_input(records(seq), checkpointer))
+        time.sleep(0.06)
+    proc.shutdown_requested(kcl_input([], checkpointer))
+    assert checkpointer.calls == ["100", "200", SEQ, None]
+
+
 # --- The real entry point, driven over the MultiLang protocol as the daemon drives it ------------------
 
 class Child:
@@ -290,12 +390,13 @@ def child_factory(moto_endpoint, tmp_path):
     """Starts processors whose destination is `table` on the moto server, configured as `replicator run` does."""
     started: list[Child] = []
 
-    def start(table: str, argv: list[str] | None = None) -> Child:
+    def start(table: str, argv: list[str] | None = None, **settings) -> Child:
         properties = tmp_path / "p.properties"
-        ReplicationPath(
-            source_region="us-east-1", source_table="source-table", destination_region="us-east-1",
-            destination_table=table, destination_endpoint=moto_endpoint, write_concurrency=2,
-        ).write_properties(properties)
+        ReplicationPath(**{
+            "source_region": "us-east-1", "source_table": "source-table", "destination_region": "us-east-1",
+            "destination_table": table, "destination_endpoint": moto_endpoint, "write_concurrency": 2,
+            "dont_publish_cloudwatch": True, **settings,
+        }).write_properties(properties)
         env = {**os.environ, "REPLICATOR_PROPERTIES": str(properties)}
         child = Child(argv or [str(VENV_BIN / "replicator-processor")], env, cwd=tmp_path)
         started.append(child)
@@ -402,3 +503,61 @@ def test_the_processor_refuses_to_start_without_its_properties(tmp_path):
     assert result.stdout.strip() == ""
     (entry,) = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert entry["event"] == "processor_not_started" and "REPLICATOR_PROPERTIES" in entry["error"]
+
+
+def test_the_processor_publishes_its_metrics_to_the_given_endpoint_at_shutdown(moto_endpoint, child_factory):
+    """build_processor's wiring, for real: a processor with metrics on, its source stream and CloudWatch on the
+    moto server; the batch's records are the stream's own, so PendingReplicationCount is counted after them."""
+    from datetime import datetime, timedelta, timezone
+
+    source, dest = unique_table("src"), unique_table("dest")
+    client = endpoint_client(moto_endpoint)
+    create_pk_table(client, source, stream_view="NEW_AND_OLD_IMAGES")
+    create_pk_table(client, dest)
+    for key in ("a", "b", "c"):
+        client.put_item(TableName=source, Item={"pk": {"S": key}})
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=moto_endpoint)
+    arn = client.describe_table(TableName=source)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    stream_records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    created = int(time.time() * 1000) - 250
+    batch = [kcl_record(encode_record("INSERT", r["dynamodb"]["Keys"], r["dynamodb"]["NewImage"],
+                                      r["dynamodb"]["SequenceNumber"], created), r["dynamodb"]["SequenceNumber"])
+             for r in stream_records[:2]]  # the third stays pending
+
+    child = child_factory(dest, source_table=source, source_endpoint=moto_endpoint, dont_publish_cloudwatch=False,
+                          cloudwatch_endpoint=moto_endpoint)
+    child.send({**INITIALIZE, "shardId": shard})
+    assert child.expect()["responseFor"] == "initialize"
+    child.send({"action": "processRecords", "records": batch, "millisBehindLatest": 120})
+    last = batch[-1]["sequenceNumber"]
+    assert child.expect()["sequenceNumber"] == last
+    child.send({"action": "checkpoint", "sequenceNumber": last, "subSequenceNumber": None, "error": None})
+    assert child.expect() == {"action": "status", "responseFor": "processRecords"}
+    child.send({"action": "shutdownRequested"})
+    assert child.expect()["action"] == "checkpoint"
+    child.send({"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None, "error": None})
+    assert child.expect() == {"action": "status", "responseFor": "shutdownRequested"}
+    assert child.close() == 0
+    protocol_messages(child.stdout)
+
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_endpoint)
+    dims = [{"Name": "TableName", "Value": source}, {"Name": "ReceivingRegion", "Value": "us-east-1"},
+            {"Name": "TaskName", "Value": ReplicationPath(source_region="us-east-1", source_table=source,
+                                                          destination_region="us-east-1",
+                                                          destination_table=dest).application_name}]
+    now = datetime.now(timezone.utc)
+
+    def stat(name: str, statistic: str) -> list[float]:
+        query = {"Id": "q", "MetricStat": {"Metric": {"Namespace": "DynamoDBReplicator", "MetricName": name,
+                                                      "Dimensions": dims}, "Period": 3600, "Stat": statistic}}
+        answer = cloudwatch.get_metric_data(MetricDataQueries=[query], StartTime=now - timedelta(hours=1),
+                                            EndTime=now + timedelta(minutes=5))
+        return answer["MetricDataResults"][0]["Values"]
+
+    assert stat("ReplicationLatency", "SampleCount") == [2.0]
+    assert 250 <= stat("ReplicationLatency", "Minimum")[0] < 30_000
+    assert stat("MillisBehindLatest", "Maximum") == [120.0]
+    assert stat("Records", "Sum") == [2.0] and stat("Puts", "Sum") == [2.0]
+    assert stat("PendingReplicationCount", "Maximum") == [1.0]
