@@ -27,7 +27,11 @@ test: setup
 unit: setup
 	$(VENV)/bin/pytest -q -m 'not integration'
 
-bench: setup
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench.replication
 	$(VENV)/bin/python -m bench.copy_table
 	$(VENV)/bin/python -m bench.backup

@@ -29,6 +29,8 @@ here is relative: each measure is printed next to a baseline taken in the same r
    ``--rate`` skips the burst and uses that rate. Reported: p50/p99/max of the probe's samples, the rate
    asked and achieved. The probe polls every 25 ms, not LagProbe's default 5 ms: a GetItem costs moto
    about 5 ms of CPU, and 5 ms polling would take half the server; samples are exact to within 25 ms.
+   The run's every probe is drawn over time with the write rate (``bench/lag_chart.py``) to ``--chart``,
+   by default ``bench/results/lag.png``, the picture the README shows.
 
 Run: `.venv/bin/python -m bench.replication [--items 20000] [--seconds 30] [--write-concurrency 8]`.
 """
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import print_summary, put_all, submit_batches, wait_for_count
+from bench.lag_chart import draw
 from replicator.changes.codec import Change, Item
 from replicator.changes.versions import Versioning, stream_label
 from replicator.local.sandbox import DESTINATION_REGION, SOURCE_REGION, Sandbox
@@ -59,6 +62,8 @@ RATIO_TARGET = 0.8
 LAG_SHARE = 0.8
 """The lag run's rate as a share of the measured capacity: near the top, with headroom for replication."""
 PROBE_POLL_S = 0.025
+CHART = Path(__file__).parent / "results" / "lag.png"
+"""The lag picture the README shows: each probe's lag over the lag run, with the write rate."""
 WORKLOAD_THREADS = 8
 WORKLOAD_KEYS = 2000
 
@@ -222,6 +227,8 @@ class Lag:
     achieved: float
     operations: int
     samples_ms: list[float]
+    sampled_at: list[float]
+    write_times_ms: list[int]
     timeouts: int
 
 
@@ -233,7 +240,8 @@ def lag(sandbox: Sandbox, probe: LagProbe, rate: float, seconds: float) -> Lag:
     stats = workload.run(max(1, int(rate * seconds)), rate, threads=WORKLOAD_THREADS)
     elapsed = time.monotonic() - started
     samples = probe.stop()
-    return Lag(rate, stats.operations / elapsed, stats.operations, samples, probe.timeouts)
+    return Lag(rate, stats.operations / elapsed, stats.operations, samples, probe.sampled_at,
+               list(stats.write_times_ms.values()), probe.timeouts)
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -247,6 +255,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="the lag run's ops/s (default: 80%% of the measured capacity)")
     parser.add_argument("--write-concurrency", type=int, default=8, help="the path's --write-concurrency")
     parser.add_argument("--version-attribute", help="the path's --version-attribute (conditional PutItem per change)")
+    parser.add_argument("--chart", type=Path, default=CHART, help="where the lag picture (PNG) goes")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="replicator-bench-"))
     settings = {"write_concurrency": args.write_concurrency, "version_attribute": args.version_attribute}
@@ -290,6 +299,10 @@ def main() -> None:
         ("lag p50 / p99 / max", f"{p50:,.0f} / {p99:,.0f} / {worst:,.0f} ms",
          f"{len(result.samples_ms)} probes, {result.timeouts} timed out, {result.operations:,} ops"),
     ])
+    chart = draw(args.chart, result.sampled_at, result.samples_ms, result.write_times_ms,
+                 f"Replication lag at {result.achieved:,.0f} writes/s on the local server "
+                 f"(p50 {p50:,.0f} ms, p99 {p99:,.0f} ms)")
+    print(f"lag picture: {chart}")
 
 
 if __name__ == "__main__":

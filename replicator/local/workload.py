@@ -201,6 +201,8 @@ class LagProbe:
         self.destination, self.destination_table = destination, destination_table
         self.interval_s, self.poll_s, self.timeout_s = interval_s, poll_s, timeout_s
         self.samples_ms: list[float] = []
+        self.sampled_at: list[float] = []
+        """Wall-clock time (epoch seconds) of each sample's source write, beside ``samples_ms``."""
         self.timeouts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="lag-probe")
@@ -232,11 +234,13 @@ class LagProbe:
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            written_at = time.time()
             lag = self.measure_once()
             if lag is None:
                 self.timeouts += 1
             else:
                 self.samples_ms.append(lag)
+                self.sampled_at.append(written_at)
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
 
