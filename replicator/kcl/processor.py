@@ -31,9 +31,8 @@ from replicator.changes.applier import Applier
 from replicator.changes.codec import RecordFormatError
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
-from replicator.kcl import metrics as path_metrics
 from replicator.kcl.launcher import STREAM_ARN_ENV
-from replicator.kcl.metrics import NO_METRICS, ProcessorMetrics
+from replicator.kcl.metrics import NO_METRICS, ProcessorMetrics, for_path
 from replicator.changes.versions import Versioning, stream_label
 from replicator.changes.writer import TableWriter
 
@@ -154,7 +153,7 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None) -> Rep
     )
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
                          versioning=versioning(path, stream_arn))
-    return ReplicationProcessor(Applier(writer), metrics=path_metrics.for_path(path, stream_arn))
+    return ReplicationProcessor(Applier(writer), metrics=for_path(path, stream_arn))
 
 
 def protocol_stdout() -> TextIO:
