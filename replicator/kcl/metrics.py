@@ -59,7 +59,7 @@ from typing import Any, Protocol
 from replicator import clients, log
 from replicator.changes.applier import BatchResult
 from replicator.kcl.config import ReplicationPath
-from replicator.kcl.status import latest_stream_arn
+from replicator.kcl.status import iterator_after, latest_stream_arn
 
 NAMESPACE = "DynamoDBReplicator"
 MAX_DATUMS_PER_CALL = 1000
@@ -208,13 +208,7 @@ class PendingCounter:
             self._streams = self._streams_factory()
         if self._stream_arn is None:
             self._stream_arn = latest_stream_arn(self._streams, self._source_table)
-        position = checkpoint or self._initial_position
-        if position in ("TRIM_HORIZON", "LATEST"):
-            kwargs = {"ShardIteratorType": position}
-        else:
-            kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": position}
-        iterator = self._streams.get_shard_iterator(StreamArn=self._stream_arn, ShardId=shard_id, **kwargs)
-        iterator = iterator["ShardIterator"]
+        iterator = iterator_after(self._streams, self._stream_arn, shard_id, checkpoint or self._initial_position)
         counted = 0
         for _ in range(self._pages):
             page = self._streams.get_records(ShardIterator=iterator, Limit=PENDING_PAGE)

@@ -43,13 +43,19 @@ def latest_stream_arn(streams: Any, table: str) -> str:
     return max(found, key=lambda s: s["StreamLabel"])["StreamArn"]
 
 
-def _backlog(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
+def iterator_after(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> str:
+    """A shard iterator at the first record a worker resuming from ``checkpoint`` would read: after a
+    sequence number, or at the TRIM_HORIZON or LATEST a lease starts from before its first checkpoint."""
     if checkpoint in SPECIAL_CHECKPOINTS:
         kwargs = {"ShardIteratorType": SPECIAL_CHECKPOINTS[checkpoint]}
     else:
         kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
+    return streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **kwargs)["ShardIterator"]
+
+
+def _backlog(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
     try:
-        iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **kwargs)["ShardIterator"]
+        iterator = iterator_after(streams, stream_arn, shard_id, checkpoint)
         page = streams.get_records(ShardIterator=iterator, Limit=PAGE)
     except ClientError:
         return None, False, None  # trimmed, or a shard of an older stream
