@@ -4,7 +4,7 @@ VENV := .venv
 MVN := mvn -q -B
 LAUNCHER := daemon/target/replicator-daemon.jar
 
-.PHONY: setup demo test unit bench clean
+.PHONY: setup demo test unit bench lambda clean
 
 setup: $(VENV)/.installed $(LAUNCHER)
 
@@ -36,5 +36,23 @@ bench: setup $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench.copy_table
 	$(VENV)/bin/python -m bench.backup
 
+# The Lambda package: our code and what the handler imports at run time (boto3, structlog, tenacity, click),
+# as wheels for Lambda's Python 3.11 on x86_64; none of the daemon's, the tools' or the tests' packages.
+LAMBDA_ZIP := dist/replicator-lambda.zip
+LAMBDA_DEPS := boto3 structlog tenacity click
+LAMBDA_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all:
+
+lambda: $(LAMBDA_ZIP)
+
+$(LAMBDA_ZIP): $(VENV)/.installed pyproject.toml $(shell find replicator -name '*.py')
+	rm -rf build/lambda build/wheel $@
+	$(VENV)/bin/pip wheel -q --no-deps --no-build-isolation -w build/wheel .
+	$(VENV)/bin/pip install -q --no-deps --no-compile --target build/lambda build/wheel/*.whl
+	$(VENV)/bin/pip install -q --no-compile --target build/lambda $(LAMBDA_PLATFORM) $(LAMBDA_DEPS)
+	rm -rf build/lambda/bin
+	mkdir -p dist
+	cd build/lambda && ../../$(VENV)/bin/python -m zipfile -c ../../$@ $$(ls -A)
+	@echo "built $@ ($$(du -h $@ | cut -f1)); handler replicator.lambda_handler.handler"
+
 clean:
-	rm -rf $(VENV) daemon/target
+	rm -rf $(VENV) daemon/target build dist

@@ -8,7 +8,8 @@ import boto3
 from botocore.config import Config
 
 
-def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1, validate: bool = True) -> Any:
+def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1, validate: bool = True,
+             read_timeout_s: float = 30) -> Any:
     """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt.
 
     ``validate=False`` skips botocore's client-side parameter validation: for items that come from
@@ -19,7 +20,7 @@ def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int 
         retries={"mode": "standard", "total_max_attempts": retries},
         max_pool_connections=pool,
         connect_timeout=5,
-        read_timeout=30,
+        read_timeout=read_timeout_s,
         parameter_validation=validate,
     )
     return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
@@ -50,3 +51,8 @@ def cloudwatch(region: str, endpoint: str | None) -> Any:
     interval that cannot be sent is dropped rather than allowed to pile up."""
     config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
     return boto3.session.Session().client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def kinesis(region: str, endpoint: str | None) -> Any:
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
+    return boto3.session.Session().client("kinesis", region_name=region, endpoint_url=endpoint, config=config)

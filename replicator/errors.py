@@ -28,6 +28,11 @@ class NonRetryableWriteError(Exception):
         self.message = message
 
 
+class SourceReadError(NonRetryableWriteError):
+    """The source refused the read-through of a keys-only change (missing table, access denied): the
+    change cannot be made durable, for the same reasons and with the same handling as a refused write."""
+
+
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Expected conditions become one line on stderr and exit status 2, never a traceback."""
 

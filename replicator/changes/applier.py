@@ -1,7 +1,13 @@
-"""The pipeline for one batch of stream records: decode, squash, write.
+"""The pipeline for one batch of stream records: decode, squash, read through, write.
 
-Plain Python with no KCL in it, so it is tested without Java; the record processor calls
-:meth:`Applier.apply` and checkpoints only after it returns.
+Plain Python with no KCL in it, so it is tested without Java. The record processor calls
+:meth:`Applier.apply` and checkpoints only after it returns; the Lambda handler calls
+:meth:`Applier.apply_partial`, which says from which record on the batch is not durable, so that the
+event source mapping retries from there and nothing after it is skipped.
+
+A record is durable when its key's last change in the batch is: a squashed-away change's successor
+carries its state. So the first record not durable is the earliest record of any key whose write
+failed, or the first record that cannot be decoded, whichever comes first.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from replicator.changes.codec import decode_record
+from replicator.changes.codec import Change, RecordFormatError
+from replicator.changes.formats import DynamoDBStreamRecords, RecordFormat, SourceRecord
+from replicator.changes.reader import SourceReader
 from replicator.changes.squash import squash
 from replicator.changes.writer import TableWriter, WriteStats
 
@@ -42,6 +50,8 @@ class BatchResult:
     last_sequence_number: str | None
     latency: Latency | None = None
     """Per-record replication latency of the batch (None when no record carries a creation time)."""
+    skipped: int = 0
+    """Records that made no change (another table's, in a stream that carries several)."""
 
     @property
     def lag_ms_max(self) -> int | None:
@@ -49,19 +59,82 @@ class BatchResult:
         return self.latency.max_ms if self.latency else None
 
 
+@dataclass(frozen=True)
+class PartialResult:
+    """What :meth:`Applier.apply_partial` made durable: every record before ``first_not_durable``."""
+
+    result: BatchResult
+    first_not_durable: int | None
+    """Index of the first record whose change is not durable (None: all are)."""
+    failure: BaseException | None
+
+
 class Applier:
-    def __init__(self, writer: TableWriter, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+    def __init__(
+        self,
+        writer: TableWriter,
+        record_format: RecordFormat = DynamoDBStreamRecords(),
+        reader: SourceReader | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        if reader is None and (record_format.name == "keys-only" or getattr(record_format, "read_through", False)):
+            raise ValueError(f"{record_format.name} records name keys only: they need a SourceReader")
         self._writer = writer
+        self._format = record_format
+        self._reader = reader
         self._clock_ms = clock_ms
 
-    def apply(self, records: Sequence[bytes]) -> BatchResult:
+    def apply(self, records: Sequence[SourceRecord]) -> BatchResult:
         """Make the batch's final state durable in the destination; raise if it cannot be."""
-        changes = [decode_record(data) for data in records]
-        stats = self._writer.write(squash(changes))
+        per_record = [self._format.decode(record) for record in records]
+        changes = self._resolve(squash([c for cs in per_record for c in cs], in_order=self._format.in_order), None)
+        stats = self._writer.write(changes)
+        return self._result(records, per_record, stats)
+
+    def apply_partial(self, records: Sequence[SourceRecord], deadline: float | None = None) -> PartialResult:
+        """Make as much of the batch durable as can be by ``deadline`` (the writer's clock); say from which
+        record on it is not. Never raises for a record or a write: a failure is in the result."""
+        per_record: list[list[Change]] = []
+        failure: BaseException | None = None
+        first_not_durable: int | None = None
+        for index, record in enumerate(records):
+            try:
+                per_record.append(self._format.decode(record))
+            except RecordFormatError as exc:
+                failure, first_not_durable = exc, index
+                break
+        first_index: dict[str, int] = {}
+        for index, changes in enumerate(per_record):
+            for change in changes:
+                first_index.setdefault(change.key_id, index)
+        stats = WriteStats()
+        try:
+            squashed = squash([c for cs in per_record for c in cs], in_order=self._format.in_order)
+            outcome = self._writer.write_all(self._resolve(squashed, deadline), deadline)
+            stats = outcome.stats
+            if outcome.failures:
+                earliest = min(first_index[key] for key in outcome.failures)
+                if first_not_durable is None or earliest < first_not_durable:
+                    first_not_durable = earliest
+                    failure = next(iter(outcome.failures.values()))
+        except Exception as exc:  # noqa: BLE001 - a read-through or fence refusal fails the whole batch
+            first_not_durable, failure = 0, exc
+        durable = records[:first_not_durable] if first_not_durable is not None else records
+        result = self._result(durable, per_record[: len(durable)], stats)
+        return PartialResult(result, first_not_durable, failure)
+
+    def _resolve(self, changes: list[Change], deadline: float | None) -> list[Change]:
+        if self._reader is None:
+            return changes
+        return self._reader.resolve(changes, deadline)
+
+    def _result(self, records: Sequence[SourceRecord], per_record: list[list[Change]], stats: WriteStats) -> BatchResult:
         durable_ms = self._clock_ms()
+        created = [c.created_ms for cs in per_record for c in cs if c.created_ms is not None]
         return BatchResult(
-            records=len(changes),
+            records=len(records),
             writes=stats,
-            last_sequence_number=changes[-1].sequence_number if changes else None,
-            latency=Latency.of([c.created_ms for c in changes if c.created_ms is not None], durable_ms),
+            last_sequence_number=records[-1].sequence_number if records else None,
+            latency=Latency.of(created, durable_ms),
+            skipped=sum(1 for cs in per_record if not cs),
         )

@@ -40,6 +40,9 @@ class Change:
     new_image: Item | None
     sequence_number: str
     created_ms: int | None
+    read_through: bool = False
+    """The record names the key only (a keys-only record, a KEYS_ONLY or OLD_IMAGE stream): the item's
+    present state is read from the source before writing (``reader``)."""
 
     @property
     def is_delete(self) -> bool:
@@ -124,19 +127,32 @@ def key_id(stream_keys: Item) -> str:
     return json.dumps(canonical, sort_keys=True, separators=(",", ":"))
 
 
-def decode_record(data: bytes) -> Change:
+def decode_record(data: bytes, *, created_unit_ms: int = 1, read_through: bool = False) -> Change:
     """Decode one adapter record (the JSON bytes of ``Record.binary_data``)."""
     try:
         record = json.loads(data)
+    except ValueError as exc:
+        raise RecordFormatError(f"not a DynamoDB stream record ({exc!r}): {data[:200]!r}") from exc
+    return change_from_record(record, created_unit_ms=created_unit_ms, read_through=read_through)
+
+
+def change_from_record(record: Any, *, created_unit_ms: int = 1, read_through: bool = False) -> Change:
+    """One DynamoDB stream record, parsed, to a change.
+
+    ``created_unit_ms`` is what one unit of ApproximateCreationDateTime is worth: 1 for the adapter (epoch
+    milliseconds), 1000 for a Lambda event (epoch seconds). With ``read_through`` the record's images are
+    not used: the change names the key, and the item is read from the source (KEYS_ONLY, OLD_IMAGE)."""
+    try:
         event = record["eventName"]
         body = record["dynamodb"]
         keys = body["Keys"]
         sequence = body["SequenceNumber"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise RecordFormatError(f"not a DynamoDB stream record ({exc!r}): {data[:200]!r}") from exc
-    created = body.get("ApproximateCreationDateTime")
-    created_ms = int(created) if created is not None else None
-    if event == REMOVE_EVENT:
+        raise RecordFormatError(f"not a DynamoDB stream record ({exc!r}): {str(record)[:200]}") from exc
+    created_ms = _created_ms(body.get("ApproximateCreationDateTime"), created_unit_ms, sequence)
+    if read_through and event in UPSERT_EVENTS | {REMOVE_EVENT}:
+        new_image = None
+    elif event == REMOVE_EVENT:
         new_image = None
     elif event in UPSERT_EVENTS:
         if "NewImage" not in body:
@@ -153,7 +169,17 @@ def decode_record(data: bytes) -> Change:
         new_image=new_image,
         sequence_number=sequence,
         created_ms=created_ms,
+        read_through=read_through,
     )
+
+
+def _created_ms(created: Any, unit_ms: int, sequence: str) -> int | None:
+    if created is None:
+        return None
+    try:
+        return int(float(created) * unit_ms)
+    except (TypeError, ValueError):
+        raise RecordFormatError(f"record {sequence}: ApproximateCreationDateTime {created!r} is not a number") from None
 
 
 def encode_record(

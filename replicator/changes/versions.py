@@ -36,6 +36,12 @@ TOMBSTONE_RETENTION_S = 24 * 3600
 """A stream keeps a record 24 hours; a tombstone outlives every record that could still be replayed over it."""
 
 CONDITION = "attribute_not_exists(#version) OR #version < :version"
+CONDITION_TIES_APPLY = "attribute_not_exists(#version) OR #version <= :version"
+"""For versions that are times (Kinesis Data Streams for DynamoDB): two changes of one item in the same
+millisecond have one version, and the one applied later wins, as it most often is the later one."""
+
+CDC_LABEL = "kinesis-cdc"
+"""The label of versions made from creation times (``formats.KinesisCdcRecords``), not stream positions."""
 
 
 def stream_label(stream_arn: str) -> str:
@@ -68,6 +74,13 @@ class Versioning:
 
     attribute: str
     label: str
+    ties_apply: bool = False
+    """True when a version is a time (``CDC_LABEL``): an equal version is written over, not refused."""
+
+    @classmethod
+    def by_time(cls, attribute: str) -> "Versioning":
+        """Versions from creation times (Kinesis Data Streams for DynamoDB records carry no sequence)."""
+        return cls(attribute, CDC_LABEL, ties_apply=True)
 
     @property
     def tombstone_attribute(self) -> str:
@@ -92,7 +105,7 @@ class Versioning:
         return {
             "TableName": table,
             "Item": item,
-            "ConditionExpression": CONDITION,
+            "ConditionExpression": CONDITION_TIES_APPLY if self.ties_apply else CONDITION,
             "ExpressionAttributeNames": {"#version": self.attribute},
             "ExpressionAttributeValues": {":version": version},
         }

@@ -82,6 +82,17 @@ class WriteStats:
 
 
 @dataclass
+class WriteOutcome:
+    stats: WriteStats
+    failures: dict[str, BaseException]
+    """The keys (``Change.key_id``) not durable, each with why, in the order they were submitted."""
+
+
+class DeadlinePassed(Exception):
+    """Writes kept failing for a retryable reason until the caller's deadline (a Lambda's remaining time)."""
+
+
+@dataclass
 class _OutageLog:
     """Logs retries at most once per interval, with counts, so an outage is not one line per record."""
 
@@ -140,6 +151,7 @@ class TableWriter:
         self._client = client
         self._table = table
         self._sleep = sleep
+        self._clock = clock
         self._wait = wait_random_exponential(multiplier=backoff_base_s, max=backoff_cap_s)
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="batch-write")
         self._outage = _OutageLog(interval_s=log_interval_s, clock=clock)
@@ -152,32 +164,42 @@ class TableWriter:
 
     def write(self, changes: Sequence[Change]) -> WriteStats:
         """Return once every change is durable; raise NonRetryableWriteError if one can never be."""
+        outcome = self.write_all(changes)
+        if outcome.failures:
+            raise next(iter(outcome.failures.values()))
+        return outcome.stats
+
+    def write_all(self, changes: Sequence[Change], deadline: float | None = None) -> "WriteOutcome":
+        """Write every change, retrying until durable or (with ``deadline``, on the writer's clock) until
+        the deadline passes; report which keys are not durable instead of raising.
+
+        A request that fails takes all its changes with it, even those the service may have written:
+        writing them again is harmless, while claiming one durable that is not would lose it."""
         stats = WriteStats(
             puts=sum(1 for c in changes if c.new_image is not None),
             deletes=sum(1 for c in changes if c.new_image is None),
         )
         if self._versioning is not None:
-            jobs = [self._versioning.put_item_request(self._table, c) for c in changes]
-            futures = [self._pool.submit(self._write_versioned, job) for job in jobs]
+            groups = [[c] for c in changes]
+            jobs = [(self._write_versioned, self._versioning.put_item_request(self._table, c)) for c in changes]
         else:
-            requests = [to_request(c) for c in changes]
-            chunks = [requests[i : i + BATCH_LIMIT] for i in range(0, len(requests), BATCH_LIMIT)]
-            futures = [self._pool.submit(self._write_chunk, chunk) for chunk in chunks]
-        failure: BaseException | None = None
-        for future in futures:  # wait for all, even after a failure, so nothing is left in flight
+            groups = [list(changes[i : i + BATCH_LIMIT]) for i in range(0, len(changes), BATCH_LIMIT)]
+            jobs = [(self._write_chunk, [to_request(c) for c in group]) for group in groups]
+        futures = [self._pool.submit(job, payload, deadline) for job, payload in jobs]
+        failures: dict[str, BaseException] = {}
+        for group, future in zip(groups, futures):  # wait for all, even after a failure: nothing left in flight
             try:
                 sent, retries, stale = future.result()
                 stats.requests += sent
                 stats.retries += retries
                 stats.stale += stale
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        return stats
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                failures.update((c.key_id, exc) for c in group)
+        return WriteOutcome(stats, failures)
 
-    def _retrying(self, attempt: Callable[[], None]) -> None:
-        """Run ``attempt`` until it succeeds or fails for a reason retrying cannot fix."""
+    def _retrying(self, attempt: Callable[[], None], deadline: float | None) -> None:
+        """Run ``attempt`` until it succeeds, fails for a reason retrying cannot fix, or the deadline
+        passes (then :class:`DeadlinePassed`)."""
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -186,18 +208,22 @@ class TableWriter:
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
             wait=self._wait,
-            stop=stop_never,
+            stop=stop_never if deadline is None else (lambda state: self._clock() >= deadline),
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
             retrying(attempt)
-        except ClientError as exc:
+        except Exception as exc:
+            if is_retryable(exc):
+                raise DeadlinePassed(f"{self._table}: still failing at the deadline: {_describe(exc)}") from exc
+            if not isinstance(exc, ClientError):
+                raise
             err = exc.response.get("Error", {})
             raise NonRetryableWriteError(err.get("Code", "ClientError"), err.get("Message", str(exc))) from exc
 
-    def _write_versioned(self, request: dict[str, Any]) -> tuple[int, int, int]:
+    def _write_versioned(self, request: dict[str, Any], deadline: float | None) -> tuple[int, int, int]:
         sent = 0
         stale = 0
 
@@ -213,10 +239,10 @@ class TableWriter:
                     raise
                 stale = 1
 
-        self._retrying(attempt)
+        self._retrying(attempt, deadline)
         return sent, sent - 1, stale
 
-    def _write_chunk(self, chunk: list[dict[str, Any]]) -> tuple[int, int, int]:
+    def _write_chunk(self, chunk: list[dict[str, Any]], deadline: float | None) -> tuple[int, int, int]:
         pending = chunk
         sent = 0
 
@@ -241,5 +267,5 @@ class TableWriter:
                 pending = unprocessed
                 raise _Unprocessed(f"{len(unprocessed)} unprocessed items")
 
-        self._retrying(attempt)
+        self._retrying(attempt, deadline)
         return sent, sent - 1, 0

@@ -249,12 +249,69 @@ def local(host: str, port: int, in_memory: bool, db_path: str | None) -> None:
 @click.option("--operations", type=click.IntRange(1), default=3000, show_default=True)
 @click.option("--keys", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--rate", type=click.IntRange(1), default=300, show_default=True, help="Source writes per second.")
+@click.option("--lambda", "as_lambda", is_flag=True,
+              help="Replicate with the Lambda handler under `replicator lambda-local` instead of the daemon.")
 @friendly_errors
-def demo(operations: int, keys: int, rate: int) -> None:
+def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
     """Replicate a live mixed workload between two regions of the local server and verify the replica."""
     from replicator.local.demo import run_demo
 
-    sys.exit(run_demo(operations=operations, keys=keys, rate=rate))
+    sys.exit(run_demo(operations=operations, keys=keys, rate=rate, as_lambda=as_lambda))
+
+
+@main.command("lambda-local")
+@click.option("--source-table", help="Read this table's DynamoDB stream (and, for a Kinesis stream, the table "
+              "keys-only records are read from, or the one table dynamodb-cdc records are kept for).")
+@click.option("--source-kinesis-stream", help="Read this Kinesis stream instead.")
+@click.option("--source-region", default="us-east-1", show_default=True)
+@click.option("--source-endpoint", help="Endpoint of the source (e.g. the local server's).")
+@click.option("--source-format", type=click.Choice(["dynamodb-cdc", "keys-only", "binlog"]),
+              help="What the Kinesis stream's records are (REPLICATOR_SOURCE_FORMAT).")
+@click.option("--destination-table", help="The replica (REPLICATOR_DESTINATION_TABLE).")
+@click.option("--destination-region", help="The replica's region (REPLICATOR_DESTINATION_REGION).")
+@click.option("--destination-endpoint", help="The replica's endpoint (REPLICATOR_DESTINATION_ENDPOINT).")
+@click.option("--version-attribute", help="The fence's attribute (REPLICATOR_VERSION_ATTRIBUTE).")
+@click.option("--batch-size", type=click.IntRange(1, 10000), default=100, show_default=True,
+              help="Records per invocation at most, as the event source mapping's BatchSize.")
+@click.option("--starting-position", type=click.Choice(["TRIM_HORIZON", "LATEST"]), default="TRIM_HORIZON",
+              show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(1, 900), default=60, show_default=True,
+              help="The function's timeout in seconds, which bounds each invocation's retries.")
+@friendly_errors
+def lambda_local(source_table: str | None, source_kinesis_stream: str | None, source_region: str,
+                 source_endpoint: str | None, source_format: str | None, destination_table: str | None,
+                 destination_region: str | None, destination_endpoint: str | None, version_attribute: str | None,
+                 batch_size: int, starting_position: str, timeout_s: float) -> None:
+    """Run the Lambda handler on a stream, in-process, as its event source mapping would.
+
+    Each shard is read in order in batches; a batch whose answer names a failed record is read again from
+    it. The handler's configuration is its REPLICATOR_* environment, which the options set. Ctrl-C or
+    SIGTERM stops after each shard's batch in flight.
+    """
+    import os
+
+    from replicator.lambda_handler import function
+    from replicator.local.lambda_runner import EventSourceMapping, run_until_signalled, stream_source
+
+    given = {
+        "DESTINATION_TABLE": destination_table, "DESTINATION_REGION": destination_region,
+        "DESTINATION_ENDPOINT": destination_endpoint, "SOURCE_FORMAT": source_format,
+        "SOURCE_TABLE": source_table if source_kinesis_stream else None,
+        "SOURCE_REGION": source_region, "SOURCE_ENDPOINT": source_endpoint, "VERSION_ATTRIBUTE": version_attribute,
+    }
+    os.environ.update({f"REPLICATOR_{name}": value for name, value in given.items() if value is not None})
+    log.configure()
+    function.reset()
+    try:
+        function.FunctionConfig.from_environment()
+    except function.ConfigError as exc:
+        raise ReplicatorError(str(exc)) from None
+    source = stream_source(source_region, source_endpoint, table=None if source_kinesis_stream else source_table,
+                           kinesis_stream=source_kinesis_stream)
+    click.echo(f"lambda-local: replicator.lambda_handler.handler on {getattr(source, 'stream_arn', '?')}; "
+               "Ctrl-C stops", err=True)
+    run_until_signalled(EventSourceMapping(source, function.handler, batch_size=batch_size,
+                                           starting_position=starting_position, timeout_s=timeout_s))
 
 
 # The table tools (copy-table, bootstrap, diff-tables, ...) register their commands in cli.tools.

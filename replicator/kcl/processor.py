@@ -29,6 +29,7 @@ from amazon_kclpy.v3 import processor as kcl_processor
 from replicator import clients, log
 from replicator.changes.applier import Applier
 from replicator.changes.codec import RecordFormatError
+from replicator.changes.formats import SourceRecord
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.kcl.launcher import STREAM_ARN_ENV
@@ -62,7 +63,7 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         records = process_records_input.records
         started = time.monotonic()
         try:
-            result = self._applier.apply([r.binary_data for r in records])
+            result = self._applier.apply([SourceRecord(r.binary_data, r.sequence_number) for r in records])
         except (NonRetryableWriteError, RecordFormatError) as exc:
             self._fail("batch_not_applied", exc)
             return

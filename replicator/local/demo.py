@@ -23,7 +23,8 @@ def _say(message: str) -> None:
     click.echo(message)
 
 
-def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
+def run_demo(operations: int, keys: int, rate: int, keep: bool = False, as_lambda: bool = False) -> int:
+    """``as_lambda`` runs the Lambda handler under `replicator lambda-local` in place of the daemon."""
     workdir = Path(tempfile.mkdtemp(prefix="replicator-demo-"))
     started = time.monotonic()
     _say(f"Logs and properties in {workdir} (removed at the end unless the demo fails)")
@@ -33,14 +34,18 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
         sandbox.start()
         _say(f"Local server {sandbox.source_server.endpoint}: source us-east-1/{sandbox.source_table}, "
              f"destination eu-west-1/{sandbox.destination_table}")
-        _say(f"Lease table (taskName): {sandbox.path.application_name}")
-        daemon = sandbox.start_daemon()
+        if as_lambda:
+            _say("Replicating with the Lambda handler under `replicator lambda-local` (no daemon, no lease table)")
+            daemon = sandbox.start_lambda_local()
+        else:
+            _say(f"Lease table (taskName): {sandbox.path.application_name}")
+            daemon = sandbox.start_daemon()
         probe = LagProbe(sandbox.source, sandbox.source_table, sandbox.destination, sandbox.destination_table)
         first = probe.measure_once(timeout_s=FIRST_REPLICATION_TIMEOUT_S)
         if first is None:
             _say(f"The daemon replicated nothing within {FIRST_REPLICATION_TIMEOUT_S:.0f} s; see daemon-0.log")
             return 1
-        _say(f"Daemon up: first item replicated {time.monotonic() - started:.1f} s after start")
+        _say(f"{'Handler' if as_lambda else 'Daemon'} up: first item replicated {time.monotonic() - started:.1f} s after start")
         probe.start()
         workload = MixedWorkload(sandbox.source, sandbox.source_table, keys=keys)
         _say(f"Writing {operations} mixed operations over {keys} keys at {rate}/s ...")
@@ -56,7 +61,7 @@ def run_demo(operations: int, keys: int, rate: int, keep: bool = False) -> int:
         _say(f"Comparison of both tables: {len(diff.missing)} missing, {len(diff.different)} different, "
              f"{len(diff.extraneous)} extraneous: {diff.discrepancies} discrepancies")
         status = sandbox.stop_daemon(daemon)
-        _say(f"Daemon stopped with SIGTERM: exit status {status}")
+        _say(f"{'lambda-local' if as_lambda else 'Daemon'} stopped with SIGTERM: exit status {status}")
         _say(f"Done in {time.monotonic() - started:.0f} s")
         succeeded = diff.discrepancies == 0 and status == 0
         return 0 if succeeded else 1

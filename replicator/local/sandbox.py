@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,23 @@ class Sandbox:
         """A worker of the path, from the sandbox's properties file or from another one (same taskName)."""
         out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
         proc = spawn_daemon(properties or self.properties, out)
+        self.daemons.append(proc)
+        return proc
+
+    def start_lambda_local(self, *options: str) -> subprocess.Popen[bytes]:
+        """The Lambda handler on the source's stream under `replicator lambda-local`, in place of a daemon
+        (stopped, watched and logged as one)."""
+        out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "replicator"), "lambda-local",
+             "--source-table", self.source_table, "--source-region", SOURCE_REGION,
+             "--source-endpoint", self.source_server.endpoint, "--destination-table", self.destination_table,
+             "--destination-region", DESTINATION_REGION, "--destination-endpoint", self.destination_server.endpoint,
+             *(["--version-attribute", self.path.version_attribute] if self.path.version_attribute else []),
+             *options],
+            stdout=subprocess.DEVNULL, stderr=out, env=env, start_new_session=True,
+        )
         self.daemons.append(proc)
         return proc
 

@@ -13,7 +13,7 @@ import replicator
 
 PACKAGE = Path(replicator.__file__).parent
 # Lowest first. The top-level modules (clients, errors, log) are the floor every room stands on.
-ROOMS = ["", "changes", "kcl", "tables", "local", "cli"]
+ROOMS = ["", "changes", "lambda_handler", "kcl", "tables", "local", "cli"]
 
 
 def room_of(module: str) -> str:

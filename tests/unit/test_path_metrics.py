@@ -14,6 +14,7 @@ from moto import mock_aws
 from structlog.testing import capture_logs
 
 from replicator import clients
+from replicator.changes.formats import SourceRecord
 from replicator.changes.applier import Applier, BatchResult, Latency
 from replicator.changes.codec import encode_record
 from replicator.changes.writer import WriteStats
@@ -72,7 +73,7 @@ def cloudwatch():
 def test_latency_of_a_batch_is_a_statistic_set_of_its_records():
     applier = Applier(type("W", (), {"write": lambda self, changes: WriteStats(puts=len(changes))})(),
                       clock_ms=lambda: 10_000)
-    batch = [encode_record("INSERT", {"pk": {"S": k}}, {"pk": {"S": k}}, seq, created)
+    batch = [SourceRecord(encode_record("INSERT", {"pk": {"S": k}}, {"pk": {"S": k}}, seq, created), seq)
              for k, seq, created in [("a", "1", 9_000), ("b", "2", 9_500), ("a", "3", 9_900)]]
     applied = applier.apply(batch)
     assert applied.latency == Latency(count=3, sum_ms=1000 + 500 + 100, min_ms=100, max_ms=1000)

@@ -301,3 +301,21 @@ def test_a_rate_limit_is_charged_at_least_one_unit_per_item_written(make_writer,
     writer = make_writer(CapacityReportingClient(reported), on_consumed=units.append)
     writer.write([put_change(f"k{i}") for i in range(25)])
     assert units == charged
+
+
+def test_with_a_deadline_an_unavailable_destination_is_reported_per_key_not_retried_forever(make_writer):
+    now = [0.0]
+
+    def throttle_second_request(requests, n):
+        if any(r["PutRequest"]["Item"]["pk"]["S"] in ("k30", "k31") for r in requests):
+            now[0] += 1.0  # each attempt costs a second of the caller's time
+            raise client_error("ThrottlingException")
+        return {}
+
+    client = FakeClient(throttle_second_request)
+    writer = make_writer(client, clock=lambda: now[0], max_in_flight=1)
+    outcome = writer.write_all(puts(60), deadline=5.0)
+    # The second request (k25..k49) never got through; the first and third did.
+    assert set(outcome.failures) == {c.key_id for c in puts(60)[25:50]}
+    assert all(isinstance(e, writer_module.DeadlinePassed) for e in outcome.failures.values())
+    assert 4 <= sum(1 for call in client.calls if len(call) == 25 and call[0]["PutRequest"]["Item"]["pk"]["S"] == "k25") <= 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from pathlib import Path
@@ -79,10 +80,18 @@ class FakeCheckpointer:
             raise self._errors.pop(0)
 
 
+def _sequence_of(data: bytes, index: int) -> str:
+    """The adapter gives a record the sequence number of its stream record."""
+    try:
+        return json.loads(data)["dynamodb"]["SequenceNumber"]
+    except (ValueError, KeyError, TypeError):
+        return str(index)
+
+
 def kcl_input(records: list[bytes], checkpointer: FakeCheckpointer, millis_behind_latest: int = 0) -> Any:
     """What amazon-kclpy hands process_records (and, without records, shard_ended/shutdown_requested)."""
     return SimpleNamespace(
-        records=[SimpleNamespace(binary_data=data) for data in records],
+        records=[SimpleNamespace(binary_data=data, sequence_number=_sequence_of(data, i)) for i, data in enumerate(records)],
         checkpointer=checkpointer,
         millis_behind_latest=millis_behind_latest,
     )
