@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-$(LAUNCHER): daemon/pom.xml $(shell find daemon/src -type f)
+$(LAUNCHER): daemon/pom.xml $(shell find daemon/src -type f) replicator/kcl/replicator-logback.xml
 	$(MVN) -f daemon/pom.xml package
 	touch $@
 

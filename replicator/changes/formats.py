@@ -102,6 +102,9 @@ def plain_value(value: Any) -> AttributeValue:
         return {"NULL": True}
     if isinstance(value, str):
         return {"S": value}
+    if isinstance(value, float):
+        raise RecordFormatError(f"{value!r} is a float, which cannot hold every DynamoDB number exactly: give a "
+                                "Decimal (or read JSON with parse_float=Decimal)")
     if isinstance(value, (int, Decimal)):
         return {"N": str(value)}
     if isinstance(value, list):

@@ -142,10 +142,12 @@ class TableWriter:
         before_request: Callable[[], None] | None = None,
         on_consumed: Callable[[float], None] | None = None,
         versioning: Versioning | None = None,
+        charge: Callable[[int], None] | None = None,
     ) -> None:
         """``before_request`` runs before each BatchWriteItem (a rate limiter's wait); ``on_consumed``, if
         given, asks for ReturnConsumedCapacity and receives each response's write units; ``versioning``
-        makes every write conditional on the replica's version (one PutItem per change)."""
+        makes every write conditional on the replica's version (one PutItem per change); ``charge``, if
+        given, is called with the number of items before each request (a cap on items written per second)."""
         if versioning is not None and on_consumed is not None:
             raise ValueError("versioned writes do not report consumed capacity: pass versioning or on_consumed")
         self._client = client
@@ -158,6 +160,7 @@ class TableWriter:
         self._before_request = before_request
         self._on_consumed = on_consumed
         self._versioning = versioning
+        self._charge = charge
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -232,6 +235,8 @@ class TableWriter:
             sent += 1
             if self._before_request is not None:
                 self._before_request()
+            if self._charge is not None:
+                self._charge(1)
             try:
                 self._client.put_item(**request)
             except ClientError as exc:
@@ -251,6 +256,8 @@ class TableWriter:
             sent += 1
             if self._before_request is not None:
                 self._before_request()
+            if self._charge is not None:
+                self._charge(len(pending))
             if self._on_consumed is None:
                 response = self._client.batch_write_item(RequestItems={self._table: pending})
             else:

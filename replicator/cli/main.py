@@ -14,11 +14,14 @@ from typing import Any
 import click
 
 from replicator import clients, log
+from replicator.changes.formats import key_schema_of
 from replicator.kcl.config import (
+    KINESIS_TASK_NAME_PREFIX,
     PATH_KEYS,
     ReplicationPath,
     TASK_NAME_PREFIX,
     build_path,
+    kinesis_task_name,
     parse_kcl_properties,
     path_from_properties,
     read_properties,
@@ -38,7 +41,12 @@ def _kebab(field_name: str) -> str:
 
 PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("source-region", {"help": "Region of the source table."}),
-    ("source-table", {"help": "Source table (its stream must carry new images)."}),
+    ("source-table", {"help": "Source table (its stream's records are replicated); with a Kinesis stream, the table "
+                      "keys-only records are read from, or the one table kept from dynamodb-cdc records."}),
+    ("source-kinesis-stream", {"metavar": "NAME", "help": "Replicate this Kinesis data stream instead of a table's "
+                               "DynamoDB stream (needs --source-format)."}),
+    ("source-format", {"type": click.Choice(["dynamodb-cdc", "keys-only", "binlog"]),
+                       "help": "What the Kinesis stream's records are (see the README)."}),
     ("source-endpoint", {"help": "DynamoDB endpoint of the source (e.g. `replicator local`)."}),
     ("source-streams-endpoint", {"help": "DynamoDB Streams endpoint of the source (default: --source-endpoint)."}),
     ("destination-region", {"help": "Region of the destination table."}),
@@ -52,7 +60,12 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("dont-publish-cloudwatch", {"is_flag": True, "default": None, "help": "Publish no metrics to CloudWatch: "
                                  "neither the processors' own (DynamoDBReplicator) nor KCL's."}),
     ("cloudwatch-endpoint", {"help": "CloudWatch endpoint for the metrics, ours and KCL's (e.g. `replicator local`)."}),
-    ("initial-position", {"type": click.Choice(["TRIM_HORIZON", "LATEST"]), "help": "Where a new lease starts. [default: TRIM_HORIZON]"}),
+    ("initial-position", {"type": click.Choice(["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]),
+                          "help": "Where a new lease starts (AT_TIMESTAMP: Kinesis paths). [default: TRIM_HORIZON]"}),
+    ("initial-timestamp", {"metavar": "ISO-8601", "help": "Where AT_TIMESTAMP starts, e.g. 2026-11-30T10:00:00Z (UTC "
+                           "when no zone is given), to the second."}),
+    ("max-writes-per-second", {"type": click.FloatRange(min=0, min_open=True), "metavar": "N",
+                               "help": "Write at most N items a second per worker, across its shards (a lazy replica). [default: no cap]"}),
     ("write-concurrency", {"type": click.IntRange(1, 64), "help": "Write requests in flight per shard (BatchWriteItem, or PutItem with --version-attribute). [default: 8]"}),
     ("failover-time-millis", {"type": click.IntRange(1000), "help": "Lease duration before another worker takes over. [default: 10000]"}),
     ("shutdown-grace-millis", {"type": click.IntRange(1000), "help": "Time allowed for a graceful stop on SIGTERM. [default: 30000]"}),
@@ -81,8 +94,10 @@ def _path_from(properties: Path | None, given: dict[str, Any]) -> ReplicationPat
             names = ", ".join(f"--{_kebab(k)}" for k in given)
             raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
         return path_from_properties(read_properties(properties), source=str(properties))
-    required = ("sourceRegion", "sourceTable", "destinationRegion", "destinationTable")
+    required = ("sourceRegion", "destinationRegion", "destinationTable")
     missing = [f"--{_kebab(PATH_KEYS[k])}" for k in required if PATH_KEYS[k] not in given]
+    if "source_table" not in given and "source_kinesis_stream" not in given:
+        missing.insert(1, "--source-table (or --source-kinesis-stream)")
     if missing:
         raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination tables and regions")
     return build_path(given)
@@ -96,15 +111,27 @@ def main() -> None:
 
 @main.command("task-name")
 @click.option("--source-region", "--sourceRegion", required=True)
-@click.option("--source-table", "--sourceTable", required=True)
+@click.option("--source-table", "--sourceTable", default=None)
+@click.option("--source-kinesis-stream", "--sourceKinesisStream", default=None, help="A Kinesis path's stream.")
 @click.option("--destination-region", "--destinationRegion", required=True)
 @click.option("--destination-table", "--destinationTable", required=True)
 @click.option("--task-name", "--taskName", default=None, help="A given name; the prefix is added to it.")
+@friendly_errors
 def task_name_command(
-    source_region: str, source_table: str, destination_region: str, destination_table: str, task_name: str | None
+    source_region: str, source_table: str | None, source_kinesis_stream: str | None, destination_region: str,
+    destination_table: str, task_name: str | None,
 ) -> None:
-    """Print the lease table name (taskName) of a replication path."""
-    if task_name:
+    """Print the lease table name (taskName) of a replication path.
+
+    A table path's is DynamoDBCrossRegionReplication + MD5 hex of source region, table, destination region
+    and table (the Java connector's); a Kinesis path's is KinesisCrossRegionReplication + MD5 hex of source
+    region, stream, destination region and table, so the two never share a lease table."""
+    if source_kinesis_stream is not None:
+        click.echo(KINESIS_TASK_NAME_PREFIX + task_name if task_name else
+                   kinesis_task_name(source_region, source_kinesis_stream, destination_region, destination_table))
+    elif source_table is None:
+        raise ReplicatorError("missing --source-table (or --source-kinesis-stream): name what the path reads")
+    elif task_name:
         click.echo(TASK_NAME_PREFIX + task_name)
     else:
         click.echo(derive_task_name(source_region, source_table, destination_region, destination_table))
@@ -139,18 +166,27 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         properties = write_properties or Path("properties") / f"{path.application_name}.properties"
         path.write_properties(properties, extra=extra)
     launcher.find_java()
-    launcher.classpath()
-    source = checks.check_tables(
-        path,
-        clients.dynamodb(path.source_region, path.source_endpoint, retries=3),
-        clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3),
-    )
+    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3)
+    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3)
+    if path.is_kinesis:
+        launcher.kclpy_jars()
+        stream_arn, destination = checks.check_kinesis_path(
+            path, clients.kinesis(path.source_region, path.source_endpoint), source_client, destination_client)
+        argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None)
+        schema = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
+        extra_env = {launcher.KEY_SCHEMA_ENV: schema}
+    else:
+        launcher.classpath()
+        source = checks.check_tables(path, source_client, destination_client)
+        stream_arn, argv = source["LatestStreamArn"], None
+        extra_env = {launcher.STREAM_VIEW_ENV: source["StreamSpecification"]["StreamViewType"]}
     log.configure()
     log.get("replicator.cli.main").info(
         "starting_daemon", properties=str(properties), lease_table=path.application_name,
-        source=f"{path.source_region}/{path.source_table}", destination=f"{path.destination_region}/{path.destination_table}",
+        source=f"{path.source_region}/{path.source_name}", destination=f"{path.destination_region}/{path.destination_table}",
+        **({"format": path.source_format} if path.is_kinesis else {}),
     )
-    launcher.exec_daemon(properties, stream_arn=source["LatestStreamArn"])
+    launcher.exec_daemon(properties, stream_arn=stream_arn, argv=argv, extra_env=extra_env)
 
 
 @main.command()
@@ -169,12 +205,13 @@ def status(properties: Path | None, as_json: bool, watch: bool, interval: float,
     import json
 
     from replicator.kcl import status as status_module
+    from replicator.kcl.streams import source_stream
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
     lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
-    streams = clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint)
+    stream = source_stream(path)
 
     def read() -> list[Any]:
-        return status_module.read_status(path, lease_client, streams)
+        return status_module.read_status(path, lease_client, stream)
 
     if not watch:
         if count is not None:
@@ -312,6 +349,59 @@ def lambda_local(source_table: str | None, source_kinesis_stream: str | None, so
                "Ctrl-C stops", err=True)
     run_until_signalled(EventSourceMapping(source, function.handler, batch_size=batch_size,
                                            starting_position=starting_position, timeout_s=timeout_s))
+
+
+@main.group()
+def binlog() -> None:
+    """Write a binlog: actions on a Kinesis stream that Kinesis paths (--source-format binlog) replay."""
+
+
+def _key_schema_option(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    schema = []
+    for value in values:
+        name, _, kind = value.partition(":")
+        if not name or kind not in ("S", "N", "B"):
+            raise ReplicatorError(f"--key {value!r} is not NAME:TYPE with TYPE S, N or B, e.g. --key pk:S --key sk:N")
+        schema.append((name, kind))
+    return tuple(schema)
+
+
+@binlog.command("put")
+@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--stream", required=True, help="The Kinesis stream.")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--endpoint", help="Kinesis endpoint (e.g. the local server's).")
+@click.option("--key", "keys", multiple=True, required=True, metavar="NAME:TYPE",
+              help="The table's key attributes, partition key first (repeat for the sort key): --key pk:S --key sk:N.")
+@friendly_errors
+def binlog_put(file: Any, stream: str, region: str, endpoint: str | None, keys: tuple[str, ...]) -> None:
+    """Append the actions in FILE (JSON lines; standard input by default) to a Kinesis stream.
+
+    Each line is {"Action": "PutItem", "Data": ITEM}, {"Action": "DeleteItem", "Data": KEY} or
+    {"Action": "BatchWrite", "Data": [ITEM or {"Delete": KEY}, ...]}, items in DynamoDB JSON or plain JSON.
+    Each record is keyed by its item's key, so one item's actions stay in order on one shard. A bad line
+    stops with its number: every line before it was sent, nothing from it on.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from replicator.changes.binlog import BinlogProducer
+
+    producer = BinlogProducer(clients.kinesis(region, endpoint), stream, _key_schema_option(keys))
+    try:
+        sent = producer.put_lines(file)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ReplicatorError(f"Kinesis stream {region}/{stream}: {error.get('Code')}: {error.get('Message')}; "
+                              f"{producer.sent} records were sent before it") from None
+    except NoCredentialsError:
+        raise ReplicatorError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                              "or run with an instance or task role") from None
+    except BotoCoreError as exc:
+        raise ReplicatorError(f"cannot reach Kinesis stream {region}/{stream}: {exc}; check --endpoint and the network "
+                              f"({producer.sent} records were sent before it)") from None
+    except ReplicatorError as exc:
+        raise ReplicatorError(f"{exc} ({producer.sent} records before it were sent)") from None
+    click.echo(f"sent {sent} records to {region}/{stream}", err=True)
 
 
 # The table tools (copy-table, bootstrap, diff-tables, ...) register their commands in cli.tools.

@@ -11,6 +11,8 @@ from replicator.errors import ReplicatorError
 from replicator.changes.versions import TOMBSTONE_SUFFIX
 
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
+READ_THROUGH_VIEWS = ("KEYS_ONLY", "OLD_IMAGE")
+"""Stream views without new images: the processor reads each changed key's item from the source table."""
 
 
 def describe(client: Any, table: str, what: str, not_found_fix: str, reach_fix: str) -> dict[str, Any]:
@@ -51,12 +53,8 @@ def check_stream(table: dict[str, Any], region: str) -> None:
             f"--table-name {name} --stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES`"
         )
     view = spec.get("StreamViewType")
-    if view not in NEW_IMAGE_VIEWS:
-        raise ReplicatorError(
-            f"source table {region}/{name} has stream view type {view}, which carries no new images: a view type "
-            "cannot be changed in place, so disable the stream and enable it again with "
-            "StreamViewType=NEW_AND_OLD_IMAGES (then bootstrap the replica, as the old stream's records are lost)"
-        )
+    if view not in NEW_IMAGE_VIEWS + READ_THROUGH_VIEWS:
+        raise ReplicatorError(f"source table {region}/{name} has stream view type {view}, which this version cannot read")
 
 
 def key_schema(table: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -69,24 +67,59 @@ def _show(schema: list[tuple[str, str, str]]) -> str:
 
 
 def check_tables(path: ReplicationPath, source_client: Any, destination_client: Any) -> dict[str, Any]:
-    """Raise ReplicatorError for the first problem found; return the source table's description."""
+    """A table path: raise ReplicatorError for the first problem found; return the source's description."""
+    assert path.source_table is not None
     source = describe_table(source_client, path.source_region, path.source_table, "source", "source")
     check_stream(source, path.source_region)
+    check_destination(path, destination_client, source)
+    return source
+
+
+def check_kinesis_path(path: ReplicationPath, kinesis_client: Any, source_client: Any,
+                       destination_client: Any) -> tuple[str, dict[str, Any]]:
+    """A Kinesis path: the stream exists and is active, the destination exists (with the source table's keys,
+    when one is named); raise ReplicatorError for the first problem, return the stream's ARN and the
+    destination's description."""
+    name = path.source_kinesis_stream
+    what = f"Kinesis stream {path.source_region}/{name}"
+    try:
+        summary = kinesis_client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            raise ReplicatorError(f"{what} does not exist: create it, or fix --source-kinesis-stream/--source-region") from None
+        raise ReplicatorError(f"cannot describe {what}: {code}: {exc.response.get('Error', {}).get('Message')}") from None
+    except NoCredentialsError:
+        raise ReplicatorError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                              "or run with an instance or task role") from None
+    except BotoCoreError as exc:
+        raise ReplicatorError(f"cannot reach {what}: {exc}; check --source-endpoint and the network") from None
+    status = summary.get("StreamStatus")
+    if status not in ("ACTIVE", "UPDATING"):
+        raise ReplicatorError(f"{what} is {status}, not ACTIVE: wait until it is active, then start the path again")
+    source = None
+    if path.source_table is not None and path.source_format == "keys-only":
+        source = describe_table(source_client, path.source_region, path.source_table, "source", "source")
+    return summary["StreamARN"], check_destination(path, destination_client, source)
+
+
+def check_destination(path: ReplicationPath, destination_client: Any, source: dict[str, Any] | None) -> dict[str, Any]:
     destination = describe_table(
         destination_client, path.destination_region, path.destination_table, "destination", "destination"
     )
-    if key_schema(source) != key_schema(destination):
+    if source is not None and key_schema(source) != key_schema(destination):
         raise ReplicatorError(
-            f"key schemas differ: source {path.source_table} has [{_show(key_schema(source))}] but destination "
+            f"key schemas differ: source {source['TableName']} has [{_show(key_schema(source))}] but destination "
             f"{path.destination_table} has [{_show(key_schema(destination))}]; create the destination with the "
             "source's key schema"
         )
-    reserved = {path.version_attribute, f"{path.version_attribute}{TOMBSTONE_SUFFIX}"} if path.version_attribute else set()
+    attribute = path.fence_attribute
+    reserved = {attribute, f"{attribute}{TOMBSTONE_SUFFIX}"} if attribute else set()
     clash = reserved & {name for name, _, _ in key_schema(destination)}
     if clash:
         raise ReplicatorError(
-            f"versionAttribute {path.version_attribute} reserves {sorted(clash)[0]}, a key attribute of "
+            f"versionAttribute {attribute} reserves {sorted(clash)[0]}, a key attribute of "
             f"{path.destination_table}: choose "
             "an attribute name that no item of the source uses"
         )
-    return source
+    return destination

@@ -1,27 +1,38 @@
-"""A replication path: one source table to one destination table, and the KCL settings that run it.
+"""A replication path: one source stream to one destination table, and the KCL settings that run it.
 
-The same settings live in the path's MultiLangDaemon properties file, under the Java connector's
-camelCase option names, beside the standard KCL keys the launcher and the MultiLangDaemon read.
+The source is a table's DynamoDB stream (a *table path*, read through our launcher and the adapter) or a
+Kinesis data stream of records in one format (a *Kinesis path*, read by amazon-kclpy's stock
+MultiLangDaemon). The same settings live in the path's MultiLangDaemon properties file, under the Java
+connector's camelCase option names, beside the standard KCL keys the launcher and the MultiLangDaemon read.
+
+A Kinesis path's lease table is named like a table path's, with a prefix of its own
+(``KINESIS_TASK_NAME_PREFIX``) and the stream in place of the source table, so the two never share one.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 from jproperties import Properties
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from replicator.changes.formats import CDC_VERSION_ATTRIBUTE
 from replicator.errors import ReplicatorError
 
 TASK_NAME_PREFIX = "DynamoDBCrossRegionReplication"
+KINESIS_TASK_NAME_PREFIX = "KinesisCrossRegionReplication"
+SOURCE_FORMATS = ("dynamodb-cdc", "keys-only", "binlog")
 PROCESSOR_EXECUTABLE = "replicator-processor"
 
 # Our settings, by their camelCase (properties and Java connector) names.
 PATH_KEYS = {
     "sourceRegion": "source_region",
     "sourceTable": "source_table",
+    "sourceKinesisStream": "source_kinesis_stream",
+    "sourceFormat": "source_format",
     "sourceEndpoint": "source_endpoint",
     "sourceStreamsEndpoint": "source_streams_endpoint",
     "destinationRegion": "destination_region",
@@ -36,6 +47,8 @@ PATH_KEYS = {
     "cloudWatchEndpoint": "cloudwatch_endpoint",
     "metricsIntervalSeconds": "metrics_interval_seconds",
     "initialPosition": "initial_position",
+    "initialTimestamp": "initial_timestamp",
+    "maxWritesPerSecond": "max_writes_per_second",
     "writeConcurrency": "write_concurrency",
     "failoverTimeMillis": "failover_time_millis",
     "shutdownGraceMillis": "shutdown_grace_millis",
@@ -52,13 +65,23 @@ def task_name(source_region: str, source_table: str, destination_region: str, de
     return TASK_NAME_PREFIX + digest
 
 
+def kinesis_task_name(source_region: str, stream: str, destination_region: str, destination_table: str) -> str:
+    """A Kinesis path's default taskName: its own prefix, and the MD5 hex of the four names joined."""
+    digest = hashlib.md5((source_region + stream + destination_region + destination_table).encode("utf-8")).hexdigest()
+    return KINESIS_TASK_NAME_PREFIX + digest
+
+
 class ReplicationPath(BaseModel):
     """Everything needed to replicate one table to another."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source_region: str = Field(min_length=1)
-    source_table: str = Field(min_length=3, max_length=255)
+    source_table: str | None = Field(default=None, min_length=3, max_length=255)
+    """A table path's source; on a Kinesis path, the table keys-only records are read from, or the one
+    table whose dynamodb-cdc records are kept."""
+    source_kinesis_stream: str | None = Field(default=None, min_length=1, max_length=128)
+    source_format: Literal["dynamodb-cdc", "keys-only", "binlog"] | None = None
     source_endpoint: str | None = None
     source_streams_endpoint: str | None = None
     destination_region: str = Field(min_length=1)
@@ -76,7 +99,11 @@ class ReplicationPath(BaseModel):
     metrics_interval_seconds: int = Field(default=60, ge=1, le=3600)
     """How often each processor publishes its metrics. 60 s on AWS (CloudWatch's standard resolution);
     shorter only for tests and local trials."""
-    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    initial_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = "TRIM_HORIZON"
+    initial_timestamp: datetime | None = None
+    """Where AT_TIMESTAMP starts a new lease (Kinesis paths: a replay from a point in time)."""
+    max_writes_per_second: float | None = Field(default=None, gt=0)
+    """Cap on the items each worker writes per second, across its shards (a lazy replica)."""
     write_concurrency: int = Field(default=8, ge=1, le=64)
     failover_time_millis: int = Field(default=10_000, ge=1000)
     shutdown_grace_millis: int = Field(default=30_000, ge=1000)
@@ -93,9 +120,66 @@ class ReplicationPath(BaseModel):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "ReplicationPath":
+        if self.source_kinesis_stream is None:
+            if self.source_table is None:
+                raise ValueError("sourceTable (source-table) is required: name the source table, or a "
+                                 "--source-kinesis-stream with its --source-format")
+            if self.source_format is not None:
+                raise ValueError("sourceFormat (source-format) is for Kinesis paths: add --source-kinesis-stream, or drop it")
+            if self.initial_position == "AT_TIMESTAMP":
+                raise ValueError("initialPosition (initial-position) AT_TIMESTAMP is for Kinesis paths: DynamoDB "
+                                 "streams start at TRIM_HORIZON or LATEST")
+        else:
+            if self.source_format is None:
+                raise ValueError("sourceFormat (source-format) is required with a Kinesis stream: "
+                                 f"choose {', '.join(SOURCE_FORMATS)}")
+            if self.source_format == "keys-only" and self.source_table is None:
+                raise ValueError("sourceTable (source-table) is required for keys-only records: the table they "
+                                 "are read from")
+            if self.version_attribute and self.source_format != "dynamodb-cdc":
+                raise ValueError(f"versionAttribute (version-attribute) cannot fence {self.source_format} records "
+                                 "(they carry no version of the item): drop it")
+        if (self.initial_position == "AT_TIMESTAMP") != (self.initial_timestamp is not None):
+            raise ValueError("initialTimestamp (initial-timestamp) goes with initialPosition AT_TIMESTAMP, and only "
+                             "with it: give both, e.g. --initial-position AT_TIMESTAMP --initial-timestamp 2026-11-30T10:00:00Z")
+        return self
+
+    @field_validator("initial_timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)  # an ISO time without a zone is UTC
+        return value
+
+    @property
+    def is_kinesis(self) -> bool:
+        return self.source_kinesis_stream is not None
+
+    @property
+    def source_name(self) -> str:
+        """What the path reads: the source table, or the Kinesis stream (for logs and metrics)."""
+        name = self.source_kinesis_stream if self.source_kinesis_stream is not None else self.source_table
+        assert name is not None  # the validator requires one
+        return name
+
+    @property
+    def fence_attribute(self) -> str | None:
+        """The version fence's attribute: the given one, or for dynamodb-cdc (which needs it) the default."""
+        if self.source_format == "dynamodb-cdc":
+            return self.version_attribute or CDC_VERSION_ATTRIBUTE
+        return self.version_attribute
+
     @property
     def application_name(self) -> str:
         """The lease and checkpoint table: the derived taskName, or the prefix plus a given one."""
+        if self.source_kinesis_stream is not None:
+            if self.task_name:
+                return KINESIS_TASK_NAME_PREFIX + self.task_name
+            return kinesis_task_name(self.source_region, self.source_kinesis_stream, self.destination_region,
+                                     self.destination_table)
+        assert self.source_table is not None
         if self.task_name:
             return TASK_NAME_PREFIX + self.task_name
         return task_name(self.source_region, self.source_table, self.destination_region, self.destination_table)
@@ -115,12 +199,17 @@ class ReplicationPath(BaseModel):
             value = getattr(self, field_name)
             if value is None:
                 continue
-            props[camel] = str(value).lower() if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                props[camel] = str(value).lower()
+            elif isinstance(value, datetime):
+                props[camel] = value.isoformat()
+            else:
+                props[camel] = str(value)
         props.update(
             {
                 "executableName": PROCESSOR_EXECUTABLE,
                 "applicationName": self.application_name,
-                "streamName": self.source_table,
+                "streamName": self.source_name,
                 "regionName": self.lease_region,
                 "AwsCredentialsProvider": "DefaultCredentialsProvider",
                 "initialPositionInStream": self.initial_position,
@@ -129,6 +218,19 @@ class ReplicationPath(BaseModel):
                 "processingLanguage": "python/3",
             }
         )
+        if self.is_kinesis:
+            # The stock MultiLangDaemon's own keys: polling (not enhanced fan-out, which needs a consumer
+            # registered per application), and its endpoint overrides.
+            props["retrievalMode"] = "POLLING"
+            if self.initial_timestamp is not None:
+                del props["initialPositionInStream"]
+                props["initialPositionInStreamExtended"] = str(int(self.initial_timestamp.timestamp()))
+            if self.source_endpoint:
+                props["kinesisEndpoint"] = self.source_endpoint
+            if self.lease_endpoint:
+                props["dynamoDBEndpoint"] = self.lease_endpoint
+            if self.cloudwatch_endpoint:
+                props["cloudWatchClient.endpointOverride"] = self.cloudwatch_endpoint
         # The launcher falls back from sourceStreamsEndpoint and kclEndpoint to sourceEndpoint itself,
         # so that editing sourceEndpoint in the file moves all three.
         return props
@@ -139,7 +241,7 @@ class ReplicationPath(BaseModel):
             props[key] = value
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as out:
-            props.store(out, initial_comments=f"Replication path {self.source_region}/{self.source_table} -> "
+            props.store(out, initial_comments=f"Replication path {self.source_region}/{self.source_name} -> "
                         f"{self.destination_region}/{self.destination_table}; written by `replicator run`.",
                         timestamp=False, encoding="utf-8")
 
@@ -184,6 +286,8 @@ def build_path(values: dict[str, object], source: str = "options") -> Replicatio
         return ReplicationPath(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         err = exc.errors()[0]
-        field_name = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a rule across settings (the model's validator) names them in its message
+            raise ReplicatorError(f"invalid {source}: {err['msg'].removeprefix('Value error, ')}") from None
+        field_name = str(err["loc"][0])
         camel = next((c for c, f in PATH_KEYS.items() if f == field_name), field_name)
         raise ReplicatorError(f"invalid {source}: {camel} ({field_name.replace('_', '-')}): {err['msg']}") from None

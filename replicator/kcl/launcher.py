@@ -1,7 +1,9 @@
-"""The daemon launcher: finds Java and our launcher jar, then runs the KCL MultiLangDaemon for a path.
+"""The daemon launcher: finds Java and the jars, then runs the KCL MultiLangDaemon for a path.
 
-The Java side (daemon/) is a thin class that wires the DynamoDB Streams Kinesis Adapter's scheduler to
-KCL's MultiLang processor factory; everything it needs comes from the path's properties file. The
+For a table path, the Java side (daemon/) is a thin class that wires the DynamoDB Streams Kinesis Adapter's
+scheduler to KCL's MultiLang processor factory; everything it needs comes from the path's properties file.
+A Kinesis path runs amazon-kclpy's stock MultiLangDaemon from the jars amazon-kclpy installed, with no
+Java of ours; against a local endpoint it turns off the SDK's CBOR, which moto cannot read. The
 processor it spawns per shard finds the same file through REPLICATOR_PROPERTIES, and finds the
 ``replicator-processor`` executable on PATH, to which this module adds our own bin directory.
 ``REPLICATOR_STREAM_ARN`` names the stream `replicator run` found: Java reads that stream, and the
@@ -22,6 +24,8 @@ from replicator.errors import ReplicatorError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_CLASS = "replicator.daemon.StreamsMultiLangDaemon"
+KINESIS_MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+LOGBACK = Path(__file__).with_name("replicator-logback.xml")
 
 
 def daemon_dir() -> Path:
@@ -50,17 +54,44 @@ def classpath() -> str:
     return os.pathsep.join([str(jar), str(home / "lib" / "*")])
 
 
+def kclpy_jars() -> Path:
+    """amazon-kclpy's jars: KCL, its MultiLang daemon and their dependencies, fetched when it was installed."""
+    import amazon_kclpy
+
+    jars = Path(amazon_kclpy.__file__).parent / "jars"
+    if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):
+        raise ReplicatorError(f"amazon-kclpy's jars are missing from {jars}: reinstall it (`make setup`, or "
+                              "pip install --force-reinstall amazon-kclpy)")
+    return jars
+
+
 def command(properties: Path, java: str | None = None, heap: str = "512m") -> list[str]:
     # Our logging configuration under its own name: the MultiLang jar ships a logback.xml as well.
     return [java or find_java(), f"-Xmx{heap}", "-Dlogback.configurationFile=replicator-logback.xml",
             "-cp", classpath(), MAIN_CLASS, str(properties)]
 
 
+def kinesis_command(properties: Path, *, local_endpoint: bool, java: str | None = None, heap: str = "512m") -> list[str]:
+    """The stock MultiLangDaemon as amazon-kclpy runs it: its jars and the properties' directory on the
+    classpath, and the file named by ``--properties-file``."""
+    cbor = ["-Daws.cborEnabled=false"] if local_endpoint else []
+    return [java or find_java(), f"-Xmx{heap}", *cbor, f"-Dlogback.configurationFile={LOGBACK}",
+            "-cp", os.pathsep.join([str(kclpy_jars() / "*"), str(properties.resolve().parent)]),
+            KINESIS_MAIN_CLASS, "--properties-file", str(properties.resolve())]
+
+
 STREAM_ARN_ENV = "REPLICATOR_STREAM_ARN"
 
 
-def environment(properties: Path, stream_arn: str) -> dict[str, str]:
+STREAM_VIEW_ENV = "REPLICATOR_STREAM_VIEW"
+"""A table path's stream view type, as `replicator run` found it: without new images, processors read through."""
+KEY_SCHEMA_ENV = "REPLICATOR_KEY_SCHEMA"
+"""A Kinesis path's key schema (``pk:S,sk:N``), as `replicator run` found it on the destination."""
+
+
+def environment(properties: Path, stream_arn: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(extra or {})
     env["REPLICATOR_PROPERTIES"] = str(properties.resolve())
     env[STREAM_ARN_ENV] = stream_arn
     bin_dir = str(Path(sys.executable).parent)
@@ -68,12 +99,13 @@ def environment(properties: Path, stream_arn: str) -> dict[str, str]:
     return env
 
 
-def exec_daemon(properties: Path, stream_arn: str) -> None:
+def exec_daemon(properties: Path, stream_arn: str, argv: list[str] | None = None,
+                extra_env: dict[str, str] | None = None) -> None:
     """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself."""
-    argv = command(properties)
+    argv = argv or command(properties)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, environment(properties, stream_arn))
+    os.execve(argv[0], argv, environment(properties, stream_arn, extra_env))
 
 
 def spawn_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:

@@ -59,7 +59,7 @@ from typing import Any, Protocol
 from replicator import clients, log
 from replicator.changes.applier import BatchResult
 from replicator.kcl.config import ReplicationPath
-from replicator.kcl.status import iterator_after, latest_stream_arn
+from replicator.kcl.streams import SourceStream, source_stream
 
 NAMESPACE = "DynamoDBReplicator"
 MAX_DATUMS_PER_CALL = 1000
@@ -160,7 +160,7 @@ class Interval:
 
 def dimensions(path: ReplicationPath) -> list[dict[str, str]]:
     return [
-        {"Name": "TableName", "Value": path.source_table},
+        {"Name": "TableName", "Value": path.source_table or path.source_name},
         {"Name": "ReceivingRegion", "Value": path.destination_region},
         {"Name": "TaskName", "Value": path.application_name},
     ]
@@ -192,29 +192,25 @@ class Backlog(Protocol):
 class PendingCounter:
     """Counts the records of one shard after a checkpoint (see the module's rule); raises on any failure."""
 
-    def __init__(self, streams: Callable[[], Any], stream_arn: str | None, source_table: str,
-                 initial_position: str = "TRIM_HORIZON", pages: int = PENDING_PAGES) -> None:
-        self._streams_factory = streams
-        self._streams: Any = None
-        self._stream_arn = stream_arn
-        self._source_table = source_table
+    def __init__(self, stream: Callable[[], SourceStream], initial_position: str = "TRIM_HORIZON",
+                 pages: int = PENDING_PAGES) -> None:
+        self._stream_factory = stream
+        self._stream: SourceStream | None = None
         self._initial_position = initial_position
         self._pages = pages
 
     def count(self, shard_id: str, checkpoint: str | None) -> int:
         if checkpoint == "SHARD_END":
             return 0
-        if self._streams is None:
-            self._streams = self._streams_factory()
-        if self._stream_arn is None:
-            self._stream_arn = latest_stream_arn(self._streams, self._source_table)
-        iterator = iterator_after(self._streams, self._stream_arn, shard_id, checkpoint or self._initial_position)
+        if self._stream is None:
+            self._stream = self._stream_factory()
+        iterator: str | None = self._stream.iterator_after(shard_id, checkpoint or self._initial_position)
         counted = 0
         for _ in range(self._pages):
-            page = self._streams.get_records(ShardIterator=iterator, Limit=PENDING_PAGE)
-            counted += len(page["Records"])
-            iterator = page.get("NextShardIterator")
-            if not page["Records"] or iterator is None:
+            assert iterator is not None
+            records, iterator = self._stream.page(iterator, PENDING_PAGE)
+            counted += len(records)
+            if not records or iterator is None:
                 break
         return counted
 
@@ -355,10 +351,7 @@ def for_path(path: ReplicationPath, stream_arn: str | None) -> ProcessorMetrics:
     """The path's publisher, or NO_METRICS with ``dontPublishCloudwatch``. Its clients are made on its thread."""
     if path.dont_publish_cloudwatch:
         return NO_METRICS
-    pending = PendingCounter(
-        lambda: clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint),
-        stream_arn, path.source_table, path.initial_position,
-    )
+    pending = PendingCounter(lambda: source_stream(path, stream_arn), path.initial_position)
     return MetricsPublisher(
         dimensions(path),
         lambda: clients.cloudwatch(path.source_region, path.cloudwatch_endpoint),

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,10 +30,13 @@ from amazon_kclpy.v3 import processor as kcl_processor
 from replicator import clients, log
 from replicator.changes.applier import Applier
 from replicator.changes.codec import RecordFormatError
-from replicator.changes.formats import SourceRecord
+from replicator.changes.formats import DynamoDBStreamRecords, KeySchema, RecordFormat, SourceRecord, kinesis_format
+from replicator.changes.reader import SourceReader
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
-from replicator.kcl.launcher import STREAM_ARN_ENV
+from replicator.kcl.checks import READ_THROUGH_VIEWS
+from replicator.kcl.launcher import KEY_SCHEMA_ENV, STREAM_ARN_ENV, STREAM_VIEW_ENV
+from replicator.kcl.ratelimit import SharedTokenBucket
 from replicator.kcl.metrics import NO_METRICS, ProcessorMetrics, for_path
 from replicator.changes.versions import Versioning, stream_label
 from replicator.changes.writer import TableWriter
@@ -84,6 +88,7 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
                 requests=result.writes.requests,
                 retries=result.writes.retries,
                 stale=result.writes.stale,
+                skipped=result.skipped,
                 lag_ms_max=result.lag_ms_max,
                 millis_behind_latest=millis_behind_latest,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -138,6 +143,9 @@ def load_path() -> ReplicationPath:
 
 
 def versioning(path: ReplicationPath, stream_arn: str | None) -> Versioning | None:
+    if path.source_format == "dynamodb-cdc":
+        assert path.fence_attribute is not None
+        return Versioning.by_time(path.fence_attribute)
     if path.version_attribute is None:
         return None
     if not stream_arn:
@@ -148,13 +156,39 @@ def versioning(path: ReplicationPath, stream_arn: str | None) -> Versioning | No
     return Versioning(path.version_attribute, stream_label(stream_arn))
 
 
-def build_processor(path: ReplicationPath, stream_arn: str | None = None) -> ReplicationProcessor:
+def parse_key_schema(text: str | None) -> KeySchema:
+    """``pk:S,sk:N`` (as `replicator run` passes it) to a key schema."""
+    pairs = [part.partition(":") for part in (text or "").split(",") if part]
+    if not pairs or any(not name or kind not in ("S", "N", "B") for name, _, kind in pairs):
+        raise ReplicatorError(f"{KEY_SCHEMA_ENV}={text!r} is not a key schema: start the processor through `replicator run`")
+    return tuple((name, kind) for name, _, kind in pairs)
+
+
+def record_format(path: ReplicationPath, env: Mapping[str, str]) -> RecordFormat:
+    """How this path's records decode: a Kinesis path's format, or a table path's stream records (read
+    through when the stream's view carries no new image)."""
+    if path.source_format is not None:
+        return kinesis_format(path.source_format, parse_key_schema(env.get(KEY_SCHEMA_ENV)), table=path.source_table)
+    return DynamoDBStreamRecords(read_through=env.get(STREAM_VIEW_ENV) in READ_THROUGH_VIEWS)
+
+
+def build_processor(path: ReplicationPath, stream_arn: str | None = None,
+                    env: Mapping[str, str] | None = None) -> ReplicationProcessor:
+    env = os.environ if env is None else env
     client = clients.dynamodb(
         path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
     )
+    charge = None
+    if path.max_writes_per_second is not None:
+        charge = SharedTokenBucket.for_worker(path.application_name, path.max_writes_per_second).take
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
-                         versioning=versioning(path, stream_arn))
-    return ReplicationProcessor(Applier(writer), metrics=for_path(path, stream_arn))
+                         versioning=versioning(path, stream_arn), charge=charge)
+    decoder = record_format(path, env)
+    reader = None
+    if decoder.name == "keys-only" or getattr(decoder, "read_through", False):
+        assert path.source_table is not None
+        reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False), path.source_table)
+    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=for_path(path, stream_arn))
 
 
 def protocol_stdout() -> TextIO:

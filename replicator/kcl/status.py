@@ -1,8 +1,8 @@
 """`replicator status`: each shard's lease owner, checkpoint and how far behind it is.
 
 It reads the path's lease table and, for each shard not yet finished, reads the stream right after the
-checkpoint: the records found there (up to one GetRecords page) are the backlog, and the oldest one's
-creation time tells how long it has been waiting. ``snapshots`` repeats that for ``status --watch``.
+checkpoint (``streams``: a DynamoDB or a Kinesis stream): the records found there (up to one GetRecords
+page) are the backlog, and the oldest one's creation (or arrival) time tells how long it has been waiting. ``snapshots`` repeats that for ``status --watch``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.kcl.config import ReplicationPath
+from replicator.kcl.streams import SourceStream
 from replicator.errors import ReplicatorError
 
 PAGE = 1000
-SPECIAL_CHECKPOINTS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}
 
 
 @dataclass(frozen=True)
@@ -36,38 +36,19 @@ class ShardStatus:
     oldest_waiting_s: float | None
 
 
-def latest_stream_arn(streams: Any, table: str) -> str:
-    found = streams.list_streams(TableName=table).get("Streams", [])
-    if not found:
-        raise ReplicatorError(f"table {table} has no stream: there is nothing to replicate")
-    return max(found, key=lambda s: s["StreamLabel"])["StreamArn"]
-
-
-def iterator_after(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> str:
-    """A shard iterator at the first record a worker resuming from ``checkpoint`` would read: after a
-    sequence number, or at the TRIM_HORIZON or LATEST a lease starts from before its first checkpoint."""
-    if checkpoint in SPECIAL_CHECKPOINTS:
-        kwargs = {"ShardIteratorType": SPECIAL_CHECKPOINTS[checkpoint]}
-    else:
-        kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
-    return streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **kwargs)["ShardIterator"]
-
-
-def _backlog(streams: Any, stream_arn: str, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
+def _backlog(stream: SourceStream, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
     try:
-        iterator = iterator_after(streams, stream_arn, shard_id, checkpoint)
-        page = streams.get_records(ShardIterator=iterator, Limit=PAGE)
+        records, _ = stream.page(stream.iterator_after(shard_id, checkpoint), PAGE)
     except ClientError:
         return None, False, None  # trimmed, or a shard of an older stream
-    records = page["Records"]
     oldest = None
     if records:
-        created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
-        oldest = max(0.0, time.time() - created.timestamp()) if created else None
+        written = stream.written_at(records[0])
+        oldest = max(0.0, time.time() - written.timestamp()) if written else None
     return len(records), len(records) == PAGE, oldest
 
 
-def read_status(path: ReplicationPath, lease_client: Any, streams: Any) -> list[ShardStatus]:
+def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) -> list[ShardStatus]:
     table = path.application_name
     try:
         pages = lease_client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
@@ -79,7 +60,6 @@ def read_status(path: ReplicationPath, lease_client: Any, streams: Any) -> list[
                 "(or check --task-name and --kcl-region)"
             ) from None
         raise
-    stream_arn = latest_stream_arn(streams, path.source_table)
     result = []
     for lease in sorted(leases, key=lambda item: item["leaseKey"]["S"]):
         shard_id = lease["leaseKey"]["S"]
@@ -88,7 +68,7 @@ def read_status(path: ReplicationPath, lease_client: Any, streams: Any) -> list[
         if checkpoint == "SHARD_END":
             result.append(ShardStatus(shard_id, owner, checkpoint, "done", 0, False, None))
             continue
-        behind, more, oldest = _backlog(streams, stream_arn, shard_id, checkpoint)
+        behind, more, oldest = _backlog(stream, shard_id, checkpoint)
         state = "active" if owner else "unassigned"
         result.append(ShardStatus(shard_id, owner, checkpoint, state, behind, more, oldest))
     return result

@@ -48,6 +48,10 @@ class Sandbox:
     separate_destination: bool = False
     """Serve the destination region from a server of its own, so that a test can make it fail alone."""
     path_settings: dict[str, Any] = field(default_factory=dict)
+    kinesis_stream: str | None = None
+    """Make a Kinesis path instead: this stream (created with ``kinesis_shards``) in the source region,
+    read in ``path_settings["source_format"]``; the source table is still made, for the test to write."""
+    kinesis_shards: int = 2
 
     def __post_init__(self) -> None:
         use_local_credentials()
@@ -72,9 +76,16 @@ class Sandbox:
         self.destination = self.destination_server.client(DESTINATION_REGION)
         create_table(self.source, self.source_table, "NEW_AND_OLD_IMAGES")
         create_table(self.destination, self.destination_table, None)
+        source: dict[str, Any] = {"source_table": self.source_table}
+        if self.kinesis_stream is not None:
+            self.kinesis = self.source_server.client(SOURCE_REGION, "kinesis")
+            self.kinesis.create_stream(StreamName=self.kinesis_stream, ShardCount=self.kinesis_shards)
+            self.kinesis.get_waiter("stream_exists").wait(StreamName=self.kinesis_stream,
+                                                           WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+            source["source_kinesis_stream"] = self.kinesis_stream
         self.path = ReplicationPath(
             source_region=SOURCE_REGION,
-            source_table=self.source_table,
+            **source,
             source_endpoint=self.source_server.endpoint,
             destination_region=DESTINATION_REGION,
             destination_table=self.destination_table,
@@ -143,7 +154,7 @@ class Sandbox:
 
     def diff(self) -> TableDiff:
         return compare_tables(self.source, self.source_table, self.destination, self.destination_table,
-                              self.path.version_attribute)
+                              self.path.fence_attribute)
 
     def wait_for_equality(self, timeout_s: float = 180.0, poll_s: float = 1.0) -> TableDiff:
         """Poll until the tables are equal; fail early if the newest daemon has died."""

@@ -20,6 +20,7 @@ from replicator.changes.codec import encode_record
 from replicator.changes.writer import WriteStats
 from replicator.kcl import metrics
 from replicator.kcl.config import ReplicationPath
+from replicator.kcl.streams import DynamoDBStream
 from replicator.kcl.metrics import NAMESPACE, MetricsPublisher, PendingCounter
 from replicator.kcl.processor import build_processor
 from unit_helpers import create_pk_table
@@ -257,27 +258,27 @@ def stream():
 
 def test_pending_counts_the_records_after_the_checkpoint(stream):
     streams, arn, shard, seqs = stream
-    counter = PendingCounter(lambda: streams, arn, "orders")
+    counter = PendingCounter(lambda: DynamoDBStream(streams, arn, "orders"))
     assert counter.count(shard, None) == 7  # nothing checkpointed yet: from the initial position
     assert counter.count(shard, "TRIM_HORIZON") == 7
     assert counter.count(shard, seqs[1]) == 5
     assert counter.count(shard, seqs[-1]) == 0
     assert counter.count(shard, "SHARD_END") == 0
-    assert PendingCounter(lambda: streams, None, "orders").count(shard, seqs[3]) == 3  # finds the stream itself
+    assert PendingCounter(lambda: DynamoDBStream(streams, None, "orders")).count(shard, seqs[3]) == 3  # finds the stream itself
 
 
 def test_pending_reads_at_most_its_pages_and_is_then_a_lower_bound(stream, monkeypatch):
     streams, arn, shard, seqs = stream
     monkeypatch.setattr(metrics, "PENDING_PAGE", 2)
-    assert PendingCounter(lambda: streams, arn, "orders", pages=2).count(shard, None) == 4
-    assert PendingCounter(lambda: streams, arn, "orders", pages=5).count(shard, None) == 7
+    assert PendingCounter(lambda: DynamoDBStream(streams, arn, "orders"), pages=2).count(shard, None) == 4
+    assert PendingCounter(lambda: DynamoDBStream(streams, arn, "orders"), pages=5).count(shard, None) == 7
 
 
 def test_the_published_pending_follows_the_checkpoint_and_is_zero_at_shard_end(stream):
     streams, arn, shard, seqs = stream
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     sent = Recording(cloudwatch)
-    publisher = MetricsPublisher(DIMS, lambda: sent, pending=PendingCounter(lambda: streams, arn, "orders"))
+    publisher = MetricsPublisher(DIMS, lambda: sent, pending=PendingCounter(lambda: DynamoDBStream(streams, arn, "orders")))
 
     def pending() -> float:
         return next(d["Value"] for d in sent.calls[-1] if d["MetricName"] == "PendingReplicationCount")
@@ -295,7 +296,7 @@ def test_the_published_pending_follows_the_checkpoint_and_is_zero_at_shard_end(s
 def test_after_the_lease_is_gone_pending_is_left_to_the_new_owner(stream):
     streams, arn, shard, seqs = stream
     sent = Recording(boto3.client("cloudwatch", region_name="us-east-1"))
-    publisher = MetricsPublisher(DIMS, lambda: sent, pending=PendingCounter(lambda: streams, arn, "orders"))
+    publisher = MetricsPublisher(DIMS, lambda: sent, pending=PendingCounter(lambda: DynamoDBStream(streams, arn, "orders")))
     publisher.started(shard, seqs[0])
     publisher.lease_gone()
     publisher.close()
