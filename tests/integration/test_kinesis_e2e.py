@@ -213,3 +213,37 @@ def test_the_lazy_consumer_writes_at_its_cap_and_status_shows_it_trailing(tmp_pa
         assert trailing is not None and sum(s["behind_records"] for s in trailing) > 0
         assert all(s["oldest_waiting_s"] is not None for s in trailing if s["behind_records"])
         assert sandbox.diff().discrepancies == 0
+
+
+def leader(sandbox: Sandbox) -> str | None:
+    """The worker holding KCL 3's leader lock, from the path's coordinator state table."""
+    items = sandbox.source.scan(TableName=f"{sandbox.path.application_name}-CoordinatorState", ConsistentRead=True)["Items"]
+    owners = [i["ownerName"]["S"] for i in items if "ownerName" in i]
+    return owners[0] if owners else None
+
+
+def test_two_workers_share_the_shards_and_a_killed_one_is_taken_over(tmp_path: Path) -> None:
+    with Sandbox(tmp_path, kinesis_stream="shared", path_settings={"source_format": "binlog"}) as sandbox:
+        daemons = {}
+        for worker in ("worker-a", "worker-b"):
+            properties = tmp_path / f"{worker}.properties"
+            sandbox.path.write_properties(properties, extra={**LOCAL_KCL_SETTINGS, "workerId": worker})
+            daemons[worker] = sandbox.start_daemon(properties)
+        producer = BinlogProducer(sandbox.kinesis, "shared", SCHEMA)
+        rng = random.Random(77)
+        producer.put_actions(binlog_actions(sandbox, 400, rng, 1))
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        deadline = time.monotonic() + 60
+        while {s["owner"] for s in status(sandbox)} != {"worker-a", "worker-b"} and time.monotonic() < deadline:
+            time.sleep(1)
+        assert {s["owner"] for s in status(sandbox)} == {"worker-a", "worker-b"}  # one shard each
+
+        # kill -9 the worker that is not the leader (a killed leader's lock outlives it for minutes).
+        victim = "worker-b" if leader(sandbox) == "worker-a" else "worker-a"
+        sandbox.kill_daemon(daemons[victim])
+        producer.put_actions(binlog_actions(sandbox, 300, rng, 10_000))
+        diff = sandbox.wait_for_equality(timeout_s=180)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        survivor = ({"worker-a", "worker-b"} - {victim}).pop()
+        assert {s["owner"] for s in status(sandbox)} == {survivor}
