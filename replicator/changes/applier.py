@@ -58,6 +58,12 @@ class BatchResult:
         """Age of the oldest record when its change became durable: source write to destination visibility."""
         return self.latency.max_ms if self.latency else None
 
+    def log_fields(self) -> dict[str, int | None]:
+        """What every shell's one ``batch_applied`` line says of a batch, under the same names."""
+        return {"records": self.records, "puts": self.writes.puts, "deletes": self.writes.deletes,
+                "requests": self.writes.requests, "retries": self.writes.retries, "stale": self.writes.stale,
+                "skipped": self.skipped, "lag_ms_max": self.lag_ms_max}
+
 
 @dataclass(frozen=True)
 class PartialResult:

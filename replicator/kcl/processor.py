@@ -79,20 +79,9 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         if result.last_sequence_number is not None:
             self._checkpoint(process_records_input.checkpointer, result.last_sequence_number)
         if records:
-            _log.info(
-                "batch_applied",
-                shard=self._shard_id,
-                records=result.records,
-                puts=result.writes.puts,
-                deletes=result.writes.deletes,
-                requests=result.writes.requests,
-                retries=result.writes.retries,
-                stale=result.writes.stale,
-                skipped=result.skipped,
-                lag_ms_max=result.lag_ms_max,
-                millis_behind_latest=millis_behind_latest,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
+            _log.info("batch_applied", shard=self._shard_id, **result.log_fields(),
+                      millis_behind_latest=millis_behind_latest,
+                      duration_ms=int((time.monotonic() - started) * 1000))
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         _log.info("lease_lost", shard=self._shard_id)

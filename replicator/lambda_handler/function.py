@@ -229,19 +229,8 @@ def _deadline(context: Any) -> float | None:
 
 def _report(batch: Batch, partial: PartialResult, started: float) -> None:
     result = partial.result
-    _log.info(
-        "batch_applied",
-        source=batch.source,
-        records=result.records,
-        of=len(batch.records),
-        puts=result.writes.puts,
-        deletes=result.writes.deletes,
-        retries=result.writes.retries,
-        stale=result.writes.stale,
-        skipped=result.skipped,
-        lag_ms_max=result.lag_ms_max,
-        duration_ms=int((time.monotonic() - started) * 1000),
-    )
+    _log.info("batch_applied", source=batch.source, **result.log_fields(), of=len(batch.records),
+              duration_ms=int((time.monotonic() - started) * 1000))
     if partial.first_not_durable is None:
         return
     failure = partial.failure
