@@ -25,6 +25,7 @@ import argparse
 import json
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,6 @@ def ceiling(sandbox: Sandbox, fmt: str, expected: int) -> float:
 
 def run_format(fmt: str, count: int, workdir: Path) -> tuple[float, float, float]:
     """(path items/s, ceiling items/s, start-up s) for one format."""
-    import time
-
     with Sandbox(workdir / fmt, kinesis_stream=f"bench-{fmt}", path_settings={"source_format": fmt}) as sandbox:
         items = make_items(count)
         fill(sandbox, fmt, items)

@@ -175,16 +175,16 @@ class DynamoDBStreamRecords:
                                    created_unit_ms=self.created_unit_ms, read_through=self.read_through)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class KinesisCdcRecords:
     """Kinesis Data Streams for DynamoDB records: the images of DynamoDB Streams without a sequence number,
     placed by ApproximateCreationDateTime (milliseconds, or microseconds when its precision says so).
 
     The change's sequence number is that time in microseconds, so the fence orders by it. ``table`` keeps
-    one table's records from a stream that carries several; the others are counted in ``skipped``."""
+    one table's records from a stream that carries several; another table's record makes no change (the
+    applier counts it as skipped)."""
 
     table: str | None = None
-    skipped: int = 0
     name: str = "dynamodb-cdc"
     in_order: bool = False
 
@@ -196,7 +196,6 @@ class KinesisCdcRecords:
                 f"dynamodb object): {record.data[:200]!r}"
             )
         if self.table is not None and parsed.get("tableName") != self.table:
-            self.skipped += 1
             return []
         body = parsed["dynamodb"]
         created = body.get("ApproximateCreationDateTime")

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from replicator.local.server import LocalServer, use_local_credentials
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "deploy" / "lambda.yaml"
 
 INVOKE = """
