@@ -157,12 +157,13 @@ class Sandbox:
                               self.path.fence_attribute)
 
     def wait_for_equality(self, timeout_s: float = 180.0, poll_s: float = 1.0) -> TableDiff:
-        """Poll until the tables are equal; fail early if the newest daemon has died."""
+        """Poll until the tables are equal; fail early once no daemon is left running (a test may kill
+        one worker of several, and the others carry on)."""
         deadline = time.monotonic() + timeout_s
         diff = self.diff()
         while diff.discrepancies and time.monotonic() < deadline:
-            newest = self.daemons[-1] if self.daemons else None
-            if newest is not None and newest.poll() is not None:
+            if self.daemons and all(proc.poll() is not None for proc in self.daemons):
+                newest = self.daemons[-1]
                 raise RuntimeError(f"daemon exited with status {newest.returncode}; see {self.workdir}")
             time.sleep(poll_s)
             diff = self.diff()
