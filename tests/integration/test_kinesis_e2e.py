@@ -90,28 +90,52 @@ def binlog_actions(sandbox: Sandbox, count: int, rng: random.Random, first_rev: 
     return actions
 
 
-def test_binlog_actions_replicate_exactly_and_a_restart_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+def leader(sandbox: Sandbox) -> str | None:
+    """The worker holding KCL 3's leader lock, from the path's coordinator state table."""
+    items = sandbox.source.scan(TableName=f"{sandbox.path.application_name}-CoordinatorState", ConsistentRead=True)["Items"]
+    owners = [i["ownerName"]["S"] for i in items if "ownerName" in i]
+    return owners[0] if owners else None
+
+
+def test_binlog_replicates_exactly_over_two_workers_a_kill_9_and_a_restart_from_the_checkpoint(tmp_path: Path) -> None:
     with Sandbox(tmp_path, kinesis_stream="actions", path_settings={"source_format": "binlog"}) as sandbox:
+        workers = {}
+        for worker in ("worker-a", "worker-b"):
+            properties = tmp_path / f"{worker}.properties"
+            sandbox.path.write_properties(properties, extra={**LOCAL_KCL_SETTINGS, "workerId": worker})
+            workers[worker] = (properties, sandbox.start_daemon(properties))
         producer = BinlogProducer(sandbox.kinesis, "actions", SCHEMA)
         rng = random.Random(5)
-        daemon = sandbox.start_daemon()
-        sent = producer.put_actions(binlog_actions(sandbox, 800, rng, 1))
-        assert sent >= 800
+        assert producer.put_actions(binlog_actions(sandbox, 600, rng, 1)) >= 600
         diff = sandbox.wait_for_equality(timeout_s=240)
         assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
-        owners = {s["shard_id"]: s for s in status(sandbox)}
-        assert len(owners) == 2  # both shards leased and read
+        deadline = time.monotonic() + 60
+        while {s["owner"] for s in status(sandbox)} != {"worker-a", "worker-b"} and time.monotonic() < deadline:
+            time.sleep(1)
+        assert {s["owner"] for s in status(sandbox)} == {"worker-a", "worker-b"}  # the two split the shards
 
-        sandbox.stop_daemon(daemon)
+        # kill -9 the worker that is not the leader (a killed leader's lock outlives it for minutes):
+        # the other takes its shard over.
+        victim = "worker-b" if leader(sandbox) == "worker-a" else "worker-a"
+        survivor = "worker-a" if victim == "worker-b" else "worker-b"
+        sandbox.kill_daemon(workers[victim][1])
+        producer.put_actions(binlog_actions(sandbox, 300, rng, 10_000))
+        diff = sandbox.wait_for_equality(timeout_s=180)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        assert {s["owner"] for s in status(sandbox)} == {survivor}
+
+        # SIGTERM, more actions while it is stopped, a restart: it resumes from the checkpoints.
+        sandbox.stop_daemon(workers[survivor][1])
         stopped_at = checkpoints(sandbox)
         before = producer.sent
-        producer.put_actions(binlog_actions(sandbox, 300, rng, 10_000))
+        producer.put_actions(binlog_actions(sandbox, 300, rng, 20_000))
         assert sum(s["behind_records"] for s in status(sandbox)) == producer.sent - before  # status shows the backlog
 
-        sandbox.start_daemon()
+        restarted = sandbox.start_daemon(workers[survivor][0])
         diff = sandbox.wait_for_equality(timeout_s=240)
         assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
-        assert processed(sandbox.daemon_log(1)) == records_after(sandbox, stopped_at) == producer.sent - before
+        log = sandbox.daemon_log(sandbox.daemons.index(restarted))
+        assert processed(log) == records_after(sandbox, stopped_at) == producer.sent - before
 
 
 def test_dynamodb_cdc_out_of_order_and_repeated_never_moves_an_item_back_and_replays_from_a_time(tmp_path: Path) -> None:
@@ -214,36 +238,3 @@ def test_the_lazy_consumer_writes_at_its_cap_and_status_shows_it_trailing(tmp_pa
         assert all(s["oldest_waiting_s"] is not None for s in trailing if s["behind_records"])
         assert sandbox.diff().discrepancies == 0
 
-
-def leader(sandbox: Sandbox) -> str | None:
-    """The worker holding KCL 3's leader lock, from the path's coordinator state table."""
-    items = sandbox.source.scan(TableName=f"{sandbox.path.application_name}-CoordinatorState", ConsistentRead=True)["Items"]
-    owners = [i["ownerName"]["S"] for i in items if "ownerName" in i]
-    return owners[0] if owners else None
-
-
-def test_two_workers_share_the_shards_and_a_killed_one_is_taken_over(tmp_path: Path) -> None:
-    with Sandbox(tmp_path, kinesis_stream="shared", path_settings={"source_format": "binlog"}) as sandbox:
-        daemons = {}
-        for worker in ("worker-a", "worker-b"):
-            properties = tmp_path / f"{worker}.properties"
-            sandbox.path.write_properties(properties, extra={**LOCAL_KCL_SETTINGS, "workerId": worker})
-            daemons[worker] = sandbox.start_daemon(properties)
-        producer = BinlogProducer(sandbox.kinesis, "shared", SCHEMA)
-        rng = random.Random(77)
-        producer.put_actions(binlog_actions(sandbox, 400, rng, 1))
-        diff = sandbox.wait_for_equality(timeout_s=240)
-        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
-        deadline = time.monotonic() + 60
-        while {s["owner"] for s in status(sandbox)} != {"worker-a", "worker-b"} and time.monotonic() < deadline:
-            time.sleep(1)
-        assert {s["owner"] for s in status(sandbox)} == {"worker-a", "worker-b"}  # one shard each
-
-        # kill -9 the worker that is not the leader (a killed leader's lock outlives it for minutes).
-        victim = "worker-b" if leader(sandbox) == "worker-a" else "worker-a"
-        sandbox.kill_daemon(daemons[victim])
-        producer.put_actions(binlog_actions(sandbox, 300, rng, 10_000))
-        diff = sandbox.wait_for_equality(timeout_s=180)
-        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
-        survivor = ({"worker-a", "worker-b"} - {victim}).pop()
-        assert {s["owner"] for s in status(sandbox)} == {survivor}

@@ -68,7 +68,10 @@ def test_without_watch_the_json_is_unchanged(leased_path, tmp_path):
 def test_ctrl_c_ends_a_watch_with_status_0_and_no_traceback(leased_path, tmp_path, as_json):
     options, _ = leased_path
     argv = [REPLICATOR, "status", *options, "--watch", "--interval", "0.2"] + (["--json"] if as_json else [])
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: SIGINT at its default even when the test runner was started in the background
+    # (a non-interactive shell's background job starts with SIGINT ignored, and Python keeps it so).
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # A first refresh is out: the watch is running (a table's header, then its column names).
         first = [proc.stdout.readline() for _ in range(1 if as_json else 2)]
