@@ -83,7 +83,7 @@ class Applier:
         reader: SourceReader | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        if reader is None and (record_format.name == "keys-only" or getattr(record_format, "read_through", False)):
+        if reader is None and record_format.read_through:
             raise ValueError(f"{record_format.name} records name keys only: they need a SourceReader")
         self._writer = writer
         self._format = record_format

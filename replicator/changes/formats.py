@@ -63,6 +63,8 @@ class RecordFormat(Protocol):
     in_order: bool
     """True when a shard delivers one key's changes in the order they happened (squash keeps the last);
     False when only their creation times order them (squash keeps the newest)."""
+    read_through: bool
+    """True when records name keys only, so the applier needs a ``reader`` of the source table."""
 
     def decode(self, record: SourceRecord) -> list[Change]:
         """The record's changes, in the order they apply; raise RecordFormatError if it is not one."""
@@ -187,6 +189,7 @@ class KinesisCdcRecords:
     table: str | None = None
     name: str = "dynamodb-cdc"
     in_order: bool = False
+    read_through: bool = False
 
     def decode(self, record: SourceRecord) -> list[Change]:
         parsed = _parse(record, "a Kinesis Data Streams for DynamoDB record")
@@ -221,6 +224,7 @@ class KeysOnlyRecords:
     schema: KeySchema
     name: str = "keys-only"
     in_order: bool = True
+    read_through: bool = True
 
     def decode(self, record: SourceRecord) -> list[Change]:
         parsed = _parse(record, "a key")
@@ -249,6 +253,7 @@ class BinlogRecords:
     schema: KeySchema
     name: str = "binlog"
     in_order: bool = True
+    read_through: bool = False
 
     def decode(self, record: SourceRecord) -> list[Change]:
         return binlog_changes(_parse(record, "a binlog action"), self.schema, record.sequence_number)

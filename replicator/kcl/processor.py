@@ -174,7 +174,7 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
                          versioning=versioning(path, stream_arn), charge=charge)
     decoder = record_format(path, env)
     reader = None
-    if decoder.name == "keys-only" or getattr(decoder, "read_through", False):
+    if decoder.read_through:
         assert path.source_table is not None
         reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False), path.source_table)
     return ReplicationProcessor(Applier(writer, decoder, reader), metrics=for_path(path, stream_arn))

@@ -65,6 +65,10 @@ class Base64Records:
     def in_order(self) -> bool:
         return self.inner.in_order
 
+    @property
+    def read_through(self) -> bool:
+        return self.inner.read_through
+
     def decode(self, record: SourceRecord) -> list[Change]:
         try:
             data = base64.b64decode(record.data, validate=True)
