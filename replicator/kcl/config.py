@@ -26,6 +26,7 @@ TASK_NAME_PREFIX = "DynamoDBCrossRegionReplication"
 KINESIS_TASK_NAME_PREFIX = "KinesisCrossRegionReplication"
 SOURCE_FORMATS = ("dynamodb-cdc", "keys-only", "binlog")
 PROCESSOR_EXECUTABLE = "replicator-processor"
+DISPATCH_POLL_INTERVAL_MILLIS = 200
 
 # Our settings, by their camelCase (properties and Java connector) names.
 PATH_KEYS = {
@@ -218,6 +219,11 @@ class ReplicationPath(BaseModel):
                 "processingLanguage": "python/3",
             }
         )
+        if not self.is_kinesis:
+            # The launcher's own key (see daemon/): KCL's scheduler loop turns every 1 s by default, and a
+            # shard consumer waits one turn per state on its way to the first batch; a turn only reads this
+            # worker's leases in memory, so a faster one costs no request.
+            props["shardConsumerDispatchPollIntervalMillis"] = str(DISPATCH_POLL_INTERVAL_MILLIS)
         if self.is_kinesis:
             # The stock MultiLangDaemon's own keys: polling (not enhanced fan-out, which needs a consumer
             # registered per application), and its endpoint overrides.

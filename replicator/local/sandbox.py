@@ -30,10 +30,12 @@ SOURCE_REGION = "us-east-1"
 DESTINATION_REGION = "eu-west-1"
 
 # KCL 3's defaults suit a fleet that runs for months (worker metrics every 30 s, lease assignment every
-# 20 s); a local trial shortens them so that a new worker starts within seconds.
+# 20 s); a local trial shortens them so that a new worker starts within seconds (README, "Start-up").
 LOCAL_KCL_SETTINGS = {
-    "workerMetricsReporterFreqInMillis": "2000",
-    "leaseAssignmentIntervalMillis": "2000",
+    "inMemoryWorkerMetricsCaptureFrequencyMillis": "250",
+    "workerMetricsReporterFreqInMillis": "500",
+    "leaseAssignmentIntervalMillis": "500",
+    "shardConsumerDispatchPollIntervalMillis": "100",  # our launcher's; the stock daemon ignores it
     "shardSyncIntervalMillis": "10000",
     # A killed leader's lock is released after this long (the launcher's minimum), not 150 s.
     "staleLeaderLockMillis": "45000",

@@ -85,10 +85,12 @@ def test_replicates_mixed_workload_and_resumes_from_checkpoint_after_sigterm(tmp
         assert first.operations + second.operations >= 2000
         assert sandbox.diff().discrepancies > 0
 
-        # `replicator status` shows the backlog the stopped daemon left.
+        # `replicator status` shows the backlog the stopped daemon left, and its leases handed back (so the
+        # next worker need not wait for them to expire).
         waiting = shard_status(sandbox)
         assert sum(s["behind_records"] for s in waiting) > 0
         assert all(s["checkpoint"] == stopped_at[s["shard_id"]] for s in waiting)
+        assert all(s["owner"] is None and s["state"] == "unassigned" for s in waiting), waiting
 
         sandbox.start_daemon()
         diff = sandbox.wait_for_equality(timeout_s=240)

@@ -179,6 +179,13 @@ def test_a_table_path_has_none_of_the_kinesis_keys():
         assert key not in props
 
 
+def test_only_a_table_path_turns_the_schedulers_loop_faster():
+    """Our launcher reads shardConsumerDispatchPollIntervalMillis (a consumer waits one turn of the loop per
+    state on its way to the first batch); the stock MultiLangDaemon of a Kinesis path has no such key."""
+    assert table_path().to_properties()["shardConsumerDispatchPollIntervalMillis"] == "200"
+    assert "shardConsumerDispatchPollIntervalMillis" not in replay_path().to_properties()
+
+
 @pytest.mark.parametrize(
     "original",
     [

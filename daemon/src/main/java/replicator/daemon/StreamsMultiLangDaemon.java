@@ -56,6 +56,7 @@ import software.amazon.kinesis.retrieval.RetrievalConfig;
  * sourceStreamsEndpoint  DynamoDB Streams endpoint override (optional; default sourceEndpoint)
  * cloudWatchEndpoint     CloudWatch endpoint override (optional)
  * staleLeaderLockMillis  how long a leader lock may go unrenewed before it is released (default 150000, min 45000)
+ * shardConsumerDispatchPollIntervalMillis  the scheduler loop's period (KCL's default 1000)
  * </pre>
  *
  * The lease table is applicationName, in regionName (or kclRegion, or sourceRegion), at dynamoDBEndpoint (or
@@ -141,6 +142,10 @@ public final class StreamsMultiLangDaemon {
         MetricsConfig metrics = configs.metricsConfig();
         ProcessorConfig processor = configs.processorConfig();
         applyTunables(kcl, checkpoint, coordinator, leases, lifecycle, metrics, processor);
+        // Not a MultiLangDaemon key: how often the scheduler's loop moves each shard consumer to its next
+        // state (initialise, process, shut down). Each turn only reads this worker's leases in memory.
+        longProperty(props, "shardConsumerDispatchPollIntervalMillis")
+                .ifPresent(coordinator::shardConsumerDispatchPollIntervalMillis);
         if (kcl.getMetricsLevel() == MetricsLevel.NONE) {
             metrics.metricsFactory(new NullMetricsFactory());
         }
@@ -172,13 +177,14 @@ public final class StreamsMultiLangDaemon {
         }
         Runtime.getRuntime().addShutdownHook(new Thread(
                 () -> onExit(scheduler, graceMillis, leaderLock, kcl.getWorkerIdentifier()), "graceful-shutdown"));
+        InitialLeases.createIfEmpty(scheduler);
         scheduler.run();
         return 0;
     }
 
     /**
-     * Any exit: processors get shutdownRequested and checkpoint within the grace period, and this worker's
-     * leader lock is released. After SIGTERM or SIGINT the JVM would exit with 143; a completed graceful
+     * Any exit: processors get shutdownRequested and checkpoint within the grace period, this worker's
+     * leases are handed back if they all did, and its leader lock is released. After SIGTERM or SIGINT the JVM would exit with 143; a completed graceful
      * shutdown exits 0 instead and an incomplete one 1, so that supervisors (and people) can tell a clean
      * stop from a failed one. Other exits (a processor's failure calls System.exit(1)) keep their status.
      */
@@ -194,6 +200,9 @@ public final class StreamsMultiLangDaemon {
             log.info("Graceful shutdown {}", done ? "complete" : "incomplete");
         } catch (Exception e) {
             log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());
+        }
+        if (done) {
+            LeaseHandback.release(scheduler.leaseRefresher(), workerId);
         }
         leaderLock.releaseIfOwnedBy(workerId);
         if (terminationRequested) {
