@@ -33,14 +33,15 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 bench: setup $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench.replication
+	$(VENV)/bin/python -m bench.processor
 	$(VENV)/bin/python -m bench.copy_table
 	$(VENV)/bin/python -m bench.backup
 	$(VENV)/bin/python -m bench.kinesis
 
-# The Lambda package: our code and what the handler imports at run time (boto3, structlog, tenacity, click),
-# as wheels for Lambda's Python 3.11 on x86_64; none of the daemon's, the tools' or the tests' packages.
+# The Lambda package: our code and what the handler imports at run time (boto3, structlog, tenacity, click,
+# orjson), as wheels for Lambda's Python 3.11 on x86_64; none of the daemon's, the tools' or the tests' packages.
 LAMBDA_ZIP := dist/replicator-lambda.zip
-LAMBDA_DEPS := boto3 structlog tenacity click
+LAMBDA_DEPS := boto3 structlog tenacity click orjson
 LAMBDA_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all:
 
 lambda: $(LAMBDA_ZIP)

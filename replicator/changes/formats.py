@@ -23,9 +23,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
+
+import orjson
 
 from replicator.changes.codec import (
     AttributeValue,
@@ -71,9 +74,14 @@ class RecordFormat(Protocol):
         ...
 
 
-def _parse(record: SourceRecord, what: str) -> Any:
+def _exact_json(data: bytes) -> Any:
+    return json.loads(data, parse_float=Decimal)
+
+
+def _parse(record: SourceRecord, what: str, loads: Callable[[bytes], Any] = _exact_json) -> Any:
+    """The record's JSON (numbers exact by default; orjson.JSONDecodeError is a ValueError too)."""
     try:
-        return json.loads(record.data, parse_float=Decimal)
+        return loads(record.data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordFormatError(
             f"record {record.sequence_number} is not {what} ({exc}): {record.data[:200]!r}"
@@ -173,7 +181,9 @@ class DynamoDBStreamRecords:
     in_order: bool = True
 
     def decode(self, record: SourceRecord) -> list[Change]:
-        return [change_from_record(_parse(record, "a DynamoDB stream record"),
+        # orjson, not json: a third less CPU per record (bench/processor.py). A stream record's numbers are
+        # DynamoDB JSON strings; its only JSON numbers (SizeBytes, ApproximateCreationDateTime) fit 64 bits.
+        return [change_from_record(_parse(record, "a DynamoDB stream record", orjson.loads),
                                    created_unit_ms=self.created_unit_ms, read_through=self.read_through)]
 
 
