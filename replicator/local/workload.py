@@ -183,8 +183,9 @@ class MixedWorkload:
 
 
 FIRST_REPLICATION_TIMEOUT_S = 180.0
-"""How long a new path may take to replicate its first item: KCL 3 waits a random 1-30 s before creating
-the leases of a new lease table, then elects a leader and assigns the leases (about a minute under load)."""
+"""How long a new path may take to replicate its first item: a table path takes seconds, but a Kinesis path's
+stock MultiLangDaemon waits a random 1-30 s before creating the leases of a new lease table, then elects a
+leader and assigns them (about a minute under load)."""
 
 
 class LagProbe:
@@ -196,8 +197,11 @@ class LagProbe:
     """
 
     def __init__(self, source: Any, source_table: str, destination: Any, destination_table: str,
-                 interval_s: float = 0.1, poll_s: float = 0.005, timeout_s: float = 60.0) -> None:
+                 interval_s: float = 0.1, poll_s: float = 0.005, timeout_s: float = 60.0,
+                 name: str = "probe") -> None:
         self.source, self.source_table = source, source_table
+        self.name = name
+        """The probe items' partition key: probes of one table need names of their own to stay apart."""
         self.destination, self.destination_table = destination, destination_table
         self.interval_s, self.poll_s, self.timeout_s = interval_s, poll_s, timeout_s
         self.samples_ms: list[float] = []
@@ -221,7 +225,7 @@ class LagProbe:
         """One probe: its lag in milliseconds, or None if it was not visible within the timeout."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         self._n += 1
-        key = {"pk": {"S": "probe"}, "sk": {"N": str(self._n)}}
+        key = {"pk": {"S": self.name}, "sk": {"N": str(self._n)}}
         self.source.put_item(TableName=self.source_table, Item={**key, "probe": {"BOOL": True}})
         written = time.monotonic()
         while time.monotonic() - written < timeout_s:
