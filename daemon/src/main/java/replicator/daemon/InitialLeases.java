@@ -13,12 +13,12 @@ import software.amazon.kinesis.metrics.NullMetricsScope;
  *
  * <p>Left to itself, KCL 3's Scheduler waits a random 1 to 30 s while the lease table is empty before one
  * worker runs the first shard sync (so that a large fleet starting at once does not list the shards from
- * every worker), and its shard sync task then sleeps shardSyncIntervalMillis. Neither can be configured,
- * and for the few workers of a replication path both are pure start-up delay. So when the lease table is
- * empty this runs the very code KCL would run then (the shard sync task manager's syncer, the adapter's
- * DynamoDBStreamsShardSyncer, with the path's initial position), only without the wait and the sleep; the
- * Scheduler then finds leases and skips both. Lease creation is conditional, so workers of one path that
- * start together each list the shards once and create every lease once between them.
+ * every worker). The wait cannot be configured, and for the few workers of a replication path it is pure
+ * start-up delay. So when the lease table is empty this runs the very code KCL would run then (the shard
+ * sync task manager's syncer, the adapter's DynamoDBStreamsShardSyncer, with the path's initial position),
+ * only without the wait; the Scheduler then finds leases and skips its wait and its own sync. Lease
+ * creation is conditional, so workers of one path that start together each list the shards once and
+ * create every lease once between them.
  */
 final class InitialLeases {
     private static final Logger log = LoggerFactory.getLogger(InitialLeases.class);
