@@ -67,6 +67,7 @@ public final class StreamsMultiLangDaemon {
     private static final Logger log = LoggerFactory.getLogger(StreamsMultiLangDaemon.class);
 
     private static volatile boolean terminationRequested;
+    private static final long SHUTDOWN_POLL_MILLIS = 200;
 
     private StreamsMultiLangDaemon() {}
 
@@ -193,10 +194,7 @@ public final class StreamsMultiLangDaemon {
         log.info("Shutting down gracefully within {} ms", graceMillis);
         boolean done = false;
         try {
-            done = scheduler.startGracefulShutdown().get(graceMillis, TimeUnit.MILLISECONDS)
-                    // KCL 3.1 can leave a processor uncounted after leaseLost although the scheduler has
-                    // finished shutting down (and the processor checkpointed on shutdownRequested).
-                    || scheduler.shutdownComplete();
+            done = awaitShutdown(scheduler, graceMillis);
             log.info("Graceful shutdown {}", done ? "complete" : "incomplete");
         } catch (Exception e) {
             log.error("Graceful shutdown did not finish within {} ms: {}", graceMillis, e.toString());
@@ -208,6 +206,30 @@ public final class StreamsMultiLangDaemon {
         if (terminationRequested) {
             Runtime.getRuntime().halt(done ? 0 : 1);
         }
+    }
+
+    /**
+     * True once the scheduler has shut down, or once every processor has checkpointed and ended after the
+     * shutdown began: from then on nothing of this worker writes or checkpoints (lease renewal stops when the
+     * scheduler's shutdown starts), and KCL 3.1 would only wait out failoverTimeMillis for consumers whose
+     * processors have ended. False if neither happens within the grace period.
+     */
+    private static boolean awaitShutdown(Scheduler scheduler, long graceMillis) throws Exception {
+        java.util.concurrent.Future<Boolean> shutdown = scheduler.startGracefulShutdown();
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(graceMillis);
+        while (System.nanoTime() < deadline) {
+            try {
+                // KCL 3.1 can leave a processor uncounted after leaseLost although the scheduler has
+                // finished shutting down (and the processor checkpointed on shutdownRequested).
+                return shutdown.get(SHUTDOWN_POLL_MILLIS, TimeUnit.MILLISECONDS) || scheduler.shutdownComplete();
+            } catch (java.util.concurrent.TimeoutException notYet) {
+                if (MultiLangStreamsProcessor.running() == 0) {
+                    log.info("Every record processor has ended; not waiting for the scheduler's final shutdown");
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     /** Applies the MultiLangDaemon's KCL settings (failoverTimeMillis, ...) to our configs, as it does itself. */
