@@ -27,25 +27,31 @@ final class InitialLeases {
 
     private InitialLeases() {}
 
-    /** Creates the lease table if needed and, if it holds no lease, the leases of every stream of the scheduler. */
-    static void createIfEmpty(Scheduler scheduler) throws Exception {
-        LeaseRefresher leases = scheduler.leaseRefresher();
-        if (leases.createLeaseTableIfNotExists()) {
-            log.info("Created lease table {}", scheduler.applicationName());
-        }
-        if (!leases.waitUntilLeaseTableExists(SECONDS_BETWEEN_POLLS, TABLE_TIMEOUT_SECONDS)) {
-            throw new IllegalStateException("lease table " + scheduler.applicationName() + " did not become active");
-        }
-        if (!leases.isLeaseTableEmpty()) {
-            return;
-        }
-        for (StreamConfig stream : scheduler.currentStreamConfigMap().values()) {
-            ShardSyncTaskManager sync = scheduler.shardSyncTaskManagerProvider().apply(stream);
-            sync.hierarchicalShardSyncer().checkAndCreateLeaseForNewShards(
-                    sync.shardDetector(), leases, sync.initialPositionInStream(), new NullMetricsScope(),
-                    sync.ignoreUnexpectedChildShards(), true);
-            log.info("Created the leases of new path {} from {}", stream.streamIdentifier(),
-                    sync.initialPositionInStream().getInitialPositionInStream());
+    /**
+     * Creates the lease table if needed and, if it holds no lease, the leases of every stream of the
+     * scheduler. Any failure is logged and left to KCL, which then creates them itself after its wait.
+     */
+    static void createIfEmpty(Scheduler scheduler) {
+        try {
+            LeaseRefresher leases = scheduler.leaseRefresher();
+            if (leases.createLeaseTableIfNotExists()) {
+                log.info("Created lease table {}", scheduler.applicationName());
+            }
+            if (!leases.waitUntilLeaseTableExists(SECONDS_BETWEEN_POLLS, TABLE_TIMEOUT_SECONDS)
+                    || !leases.isLeaseTableEmpty()) {
+                return;
+            }
+            for (StreamConfig stream : scheduler.currentStreamConfigMap().values()) {
+                ShardSyncTaskManager sync = scheduler.shardSyncTaskManagerProvider().apply(stream);
+                sync.hierarchicalShardSyncer().checkAndCreateLeaseForNewShards(
+                        sync.shardDetector(), leases, sync.initialPositionInStream(), new NullMetricsScope(),
+                        sync.ignoreUnexpectedChildShards(), true);
+                log.info("Created the leases of new path {} from {}", stream.streamIdentifier(),
+                        sync.initialPositionInStream().getInitialPositionInStream());
+            }
+        } catch (Exception e) {
+            log.warn("Could not create the new path's leases ahead of KCL, which will after its 1-30 s wait: {}",
+                    e.toString());
         }
     }
 }

@@ -185,9 +185,9 @@ public final class StreamsMultiLangDaemon {
 
     /**
      * Any exit: processors get shutdownRequested and checkpoint within the grace period, this worker's
-     * leases are handed back if they all did, and its leader lock is released. After SIGTERM or SIGINT the JVM would exit with 143; a completed graceful
-     * shutdown exits 0 instead and an incomplete one 1, so that supervisors (and people) can tell a clean
-     * stop from a failed one. Other exits (a processor's failure calls System.exit(1)) keep their status.
+     * leases are handed back if they all did, and its leader lock is released. After SIGTERM or SIGINT the
+     * JVM would exit with 143; a completed graceful shutdown exits 0 instead and an incomplete one 1, so that
+     * supervisors (and people) can tell a clean stop from a failed one. Other exits (a processor's failure calls System.exit(1)) keep their status.
      */
     private static void onExit(
             Scheduler scheduler, long graceMillis, StaleLeaderLockReaper leaderLock, String workerId) {
