@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,17 @@ class Sandbox:
 
     def daemon_log(self, index: int = 0) -> str:
         return (self.workdir / f"daemon-{index}.log").read_text(errors="replace")
+
+    def daemon_log_when(self, index: int, ready: Callable[[str], bool], timeout_s: float = 15.0) -> str:
+        """The daemon's log once ``ready`` holds for it, or as it is after ``timeout_s``. Java drains each
+        processor's stderr into the log on a thread of its own, so a batch can be durable, and seen in the
+        destination, a moment before its ``batch_applied`` line is in the file."""
+        deadline = time.monotonic() + timeout_s
+        text = self.daemon_log(index)
+        while not ready(text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            text = self.daemon_log(index)
+        return text
 
     def stop(self) -> None:
         for proc in self.daemons:
