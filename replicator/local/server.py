@@ -142,9 +142,10 @@ def keep_full_collections_short() -> None:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, then return (after in-flight requests finish)."""
-    keep_full_collections_short()
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config as HypercornConfig
+
+    keep_full_collections_short()
 
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
