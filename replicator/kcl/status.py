@@ -26,9 +26,11 @@ PAGE = 1000
 class ShardStatus:
     shard_id: str
     owner: str | None
+    """The worker processing the shard now: during a graceful handoff, the one handing it over."""
     checkpoint: str
     state: str
-    """'done' (checkpointed at the end of a closed shard), 'active' (owned) or 'unassigned'."""
+    """'done' (checkpointed at the end of a closed shard), 'active' (owned), 'handoff' (KCL 3's leader has
+    assigned it to another worker, which takes it once its owner has checkpointed) or 'unassigned'."""
     behind_records: int | None
     """Records after the checkpoint, counted up to one page; None when the stream could not be read."""
     behind_more: bool
@@ -64,12 +66,16 @@ def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) 
     for lease in sorted(leases, key=lambda item: item["leaseKey"]["S"]):
         shard_id = lease["leaseKey"]["S"]
         checkpoint = lease.get("checkpoint", {}).get("S", "?")
-        owner = lease.get("leaseOwner", {}).get("S")
+        # KCL 3's graceful handoff writes the next owner into leaseOwner at once and keeps the current one
+        # in checkpointOwner until it has checkpointed: the shard's actual owner is checkpointOwner then.
+        assigned = lease.get("leaseOwner", {}).get("S")
+        handing_over = lease.get("checkpointOwner", {}).get("S")
+        owner = handing_over or assigned
         if checkpoint == "SHARD_END":
             result.append(ShardStatus(shard_id, owner, checkpoint, "done", 0, False, None))
             continue
         behind, more, oldest = _backlog(stream, shard_id, checkpoint)
-        state = "active" if owner else "unassigned"
+        state = "handoff" if handing_over and handing_over != assigned else "active" if owner else "unassigned"
         result.append(ShardStatus(shard_id, owner, checkpoint, state, behind, more, oldest))
     return result
 

@@ -121,3 +121,19 @@ def test_snapshots_survive_a_later_failure_but_not_a_first_one():
 
     with pytest.raises(EndpointConnectionError):
         next(status_module.snapshots(failing, 1.0))
+
+
+def test_a_shard_in_a_graceful_handoff_shows_the_worker_still_processing_it(leased_path, tmp_path, moto_endpoint):
+    """KCL 3's leader writes the next owner into leaseOwner at once; the current one keeps processing (and is
+    the checkpointOwner) until it has checkpointed. Status shows who processes the shard now."""
+    options, shard = leased_path
+    lease_table = task_name("us-east-1", options[3], "eu-west-1", "dst")
+    endpoint_client(moto_endpoint).update_item(
+        TableName=lease_table, Key={"leaseKey": {"S": shard}},
+        UpdateExpression="SET leaseOwner = :next, checkpointOwner = :now",
+        ExpressionAttributeValues={":next": {"S": "worker-2"}, ":now": {"S": "worker-1"}})
+    result = subprocess.run([REPLICATOR, "status", *options, "--json"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (only,) = json.loads(result.stdout.strip().splitlines()[-1])
+    assert only["owner"] == "worker-1" and only["state"] == "handoff"
