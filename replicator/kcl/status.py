@@ -75,7 +75,10 @@ def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) 
             result.append(ShardStatus(shard_id, owner, checkpoint, "done", 0, False, None))
             continue
         behind, more, oldest = _backlog(stream, shard_id, checkpoint)
-        state = "handoff" if handing_over and handing_over != assigned else "active" if owner else "unassigned"
+        if handing_over and handing_over != assigned:
+            state = "handoff"
+        else:
+            state = "active" if owner else "unassigned"
         result.append(ShardStatus(shard_id, owner, checkpoint, state, behind, more, oldest))
     return result
 
