@@ -196,25 +196,15 @@ def restart(sandbox: Sandbox, proc: subprocess.Popen[bytes]) -> tuple[subprocess
 # --- 3. lag ----------------------------------------------------------------------------------------
 
 
-def unthrottled(workload: MixedWorkload, seconds: float, probe: LagProbe | None = None) -> float:
-    """Ops/s of ``WORKLOAD_THREADS`` writers running ``workload`` as fast as the server answers (and the
-    probe probing, if given) for ``seconds``."""
+def unthrottled(workload: MixedWorkload, seconds: float) -> float:
+    """Ops/s of ``WORKLOAD_THREADS`` writers running ``workload`` as fast as the server answers, for ``seconds``."""
     stop = threading.Event()
 
     def writer() -> None:
         while not stop.is_set():
             workload.one()
 
-    def probing() -> None:  # LagProbe's own loop, on the one probe, so its keys stay unique
-        assert probe is not None
-        while not stop.is_set():
-            started = time.monotonic()
-            probe.measure_once()
-            stop.wait(max(0.0, probe.interval_s - (time.monotonic() - started)))
-
     threads = [threading.Thread(target=writer, daemon=True) for _ in range(WORKLOAD_THREADS)]
-    if probe is not None:
-        threads.append(threading.Thread(target=probing, daemon=True))
     started = time.monotonic()
     for thread in threads:
         thread.start()
