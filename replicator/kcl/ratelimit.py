@@ -2,7 +2,9 @@
 
 KCL runs one processor process per shard, so the bucket cannot live in one process's memory. It lives in
 a small file named after the worker (the daemon's pid, every processor's parent) and the path, locked with
-``flock`` for the few microseconds each request takes from it. A request takes as many tokens as the items
+``flock`` for the few microseconds each request takes from it. ``flock`` excludes other processes only: the
+writer's threads share one open file, so a thread lock is held around it too, or two threads would read
+the same state and one take would be lost (the cap exceeded by a third in a CI run before it was added). A request takes as many tokens as the items
 it writes, and may leave the bucket in debt; the processor then sleeps until the debt is paid, so the rate
 over any stretch longer than a second is the cap, and a burst is at most one second's worth.
 """
@@ -13,6 +15,7 @@ import fcntl
 import os
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +32,7 @@ class SharedTokenBucket:
         self._sleep = sleep
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._threads = threading.Lock()
 
     @classmethod
     def for_worker(cls, application_name: str, rate: float) -> "SharedTokenBucket":
@@ -38,15 +42,16 @@ class SharedTokenBucket:
 
     def take(self, items: int) -> float:
         """Take ``items`` tokens, sleeping as long as the bucket is in debt; return the seconds slept."""
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            now = self._clock()
-            raw = os.pread(self._fd, _STATE.size, 0)
-            tokens, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (self._rate, now)
-            tokens = min(self._rate, tokens + (now - last) * self._rate) - items
-            os.pwrite(self._fd, _STATE.pack(tokens, now), 0)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                now = self._clock()
+                raw = os.pread(self._fd, _STATE.size, 0)
+                tokens, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (self._rate, now)
+                tokens = min(self._rate, tokens + (now - last) * self._rate) - items
+                os.pwrite(self._fd, _STATE.pack(tokens, now), 0)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         wait = -tokens / self._rate if tokens < 0 else 0.0
         if wait:
             self._sleep(wait)

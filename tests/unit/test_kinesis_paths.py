@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -340,6 +341,24 @@ def test_one_large_take_from_a_fresh_bucket_sleeps_off_its_debt(tmp_path):
     finally:
         bucket.close()
     assert sum(fake.slept) == pytest.approx(2.0 + 1 / 50)
+
+
+def test_the_writer_threads_of_one_processor_lose_no_take(tmp_path):
+    """The writer's threads share the bucket's open file, which ``flock`` does not exclude: every take by
+    eight threads at once must be counted, or the processor writes faster than its cap."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, between the read and the write
+    try:
+        bucket = SharedTokenBucket(tmp_path / "b.bucket", 50, clock=lambda: 1_000_000.0, sleep=lambda _: None)
+        threads = [threading.Thread(target=lambda: [bucket.take(1) for _ in range(500)]) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert bucket.take(0) == pytest.approx((8 * 500 - 50) / 50)  # the debt of every take but the burst
+    finally:
+        sys.setswitchinterval(previous)
+        bucket.close()
 
 
 CHILD = r"""
