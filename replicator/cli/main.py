@@ -156,7 +156,7 @@ def task_name_command(
 def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], **options: Any) -> None:
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
     from replicator.kcl import checks
-    from replicator.kcl import launcher
+    from replicator.kcl import launcher, leases
     given = {k: v for k, v in options.items() if v is not None}
     extra = parse_kcl_properties(kcl_properties)
     if properties and extra:
@@ -170,8 +170,8 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3)
     if path.is_kinesis:
         launcher.kclpy_jars()
-        stream_arn, destination = checks.check_kinesis_path(
-            path, clients.kinesis(path.source_region, path.source_endpoint), source_client, destination_client)
+        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint)
+        stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
         argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None)
         schema = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
         extra_env = {launcher.KEY_SCHEMA_ENV: schema}
@@ -186,6 +186,10 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         source=f"{path.source_region}/{path.source_name}", destination=f"{path.destination_region}/{path.destination_table}",
         **({"format": path.source_format} if path.is_kinesis else {}),
     )
+    if path.is_kinesis:
+        # The stock daemon would wait 1-30 s, then shardSyncIntervalMillis, before a new path's first lease.
+        leases.create_initial_leases(path, read_properties(properties),
+                                     clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3), kinesis_client)
     launcher.exec_daemon(properties, stream_arn=stream_arn, argv=argv, extra_env=extra_env)
 
 
