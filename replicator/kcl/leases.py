@@ -76,34 +76,38 @@ def _ensure_table(dynamodb: Any, table: str, props: Mapping[str, str]) -> bool:
     """True once the lease table exists, is active and holds no lease; creates it as KCL would if missing."""
     try:
         dynamodb.describe_table(TableName=table)
+        created = False
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        _create_table(dynamodb, table, props)
+        created = _create_table(dynamodb, table, props)
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    if created and _setting(props, "leaseTablePitrEnabled"):
+        dynamodb.update_continuous_backups(
+            TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
     return not dynamodb.scan(TableName=table, Limit=1, ConsistentRead=True).get("Items")
 
 
-def _create_table(dynamodb: Any, table: str, props: Mapping[str, str]) -> None:
-    """KCL 3's lease table: a leaseKey hash key, on demand, with the two lease-table settings MultiLang
-    reads (deletion protection, point-in-time recovery). KCL adds its leaseOwner index itself."""
-    protected = props.get("leaseTableDeletionProtectionEnabled", "false").strip().lower() == "true"
+def _create_table(dynamodb: Any, table: str, props: Mapping[str, str]) -> bool:
+    """KCL 3's lease table: a leaseKey hash key, on demand, with deletion protection as MultiLang reads it
+    (KCL adds its leaseOwner index itself). False when another worker created it first."""
     try:
         dynamodb.create_table(
             TableName=table,
             KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
-            DeletionProtectionEnabled=protected,
+            DeletionProtectionEnabled=_setting(props, "leaseTableDeletionProtectionEnabled"),
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":  # another worker made it
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
             raise
-        return
-    if props.get("leaseTablePitrEnabled", "false").strip().lower() == "true":
-        dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        dynamodb.update_continuous_backups(
-            TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        return False
+    return True
+
+
+def _setting(props: Mapping[str, str], key: str) -> bool:
+    return props.get(key, "false").strip().lower() == "true"
 
 
 def _initial_shards(kinesis: Any, path: ReplicationPath) -> list[dict[str, Any]]:

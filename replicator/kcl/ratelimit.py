@@ -2,11 +2,13 @@
 
 KCL runs one processor process per shard, so the bucket cannot live in one process's memory. It lives in
 a small file named after the worker (the daemon's pid, every processor's parent) and the path, locked with
-``flock`` for the few microseconds each request takes from it. ``flock`` excludes other processes only: the
-writer's threads share one open file, so a thread lock is held around it too, or two threads would read
-the same state and one take would be lost (the cap exceeded by a third in a CI run before it was added). A request takes as many tokens as the items
+``flock`` for the few microseconds each request takes from it. A request takes as many tokens as the items
 it writes, and may leave the bucket in debt; the processor then sleeps until the debt is paid, so the rate
 over any stretch longer than a second is the cap, and a burst is at most one second's worth.
+
+``flock`` excludes other processes only: the writer's threads share one open file, so a thread lock is held
+around it too, or two threads would read the same state and one take would be lost (a CI run measured the
+cap exceeded by a third before it was added).
 """
 
 from __future__ import annotations
