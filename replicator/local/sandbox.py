@@ -55,6 +55,8 @@ class Sandbox:
     """Make a Kinesis path instead: this stream (created with ``kinesis_shards``) in the source region,
     read in ``path_settings["source_format"]``; the source table is still made, for the test to write."""
     kinesis_shards: int = 2
+    source_stream_view: str = "NEW_AND_OLD_IMAGES"
+    """The source table's StreamViewType: KEYS_ONLY or OLD_IMAGE make the path read its items through."""
 
     def __post_init__(self) -> None:
         use_local_credentials()
@@ -77,7 +79,7 @@ class Sandbox:
             server.start()
         self.source = self.source_server.client(SOURCE_REGION)
         self.destination = self.destination_server.client(DESTINATION_REGION)
-        create_table(self.source, self.source_table, "NEW_AND_OLD_IMAGES")
+        create_table(self.source, self.source_table, self.source_stream_view)
         create_table(self.destination, self.destination_table, None)
         source: dict[str, Any] = {"source_table": self.source_table}
         if self.kinesis_stream is not None:

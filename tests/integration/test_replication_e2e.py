@@ -106,6 +106,18 @@ def test_replicates_mixed_workload_and_resumes_from_checkpoint_after_sigterm(tmp
                    30, "status to show every shard caught up")
 
 
+@pytest.mark.parametrize("view", ["KEYS_ONLY", "OLD_IMAGE"])
+def test_a_stream_without_new_images_is_replicated_by_reading_each_item_through(tmp_path: Path, view: str) -> None:
+    """A source stream whose records carry no new image: the processor reads the items from the source, so
+    the replica still equals it, deletes included."""
+    with Sandbox(tmp_path, source_stream_view=view) as sandbox:
+        sandbox.start_daemon()
+        MixedWorkload(sandbox.source, sandbox.source_table, keys=200, seed=21).run(800, rate=400)
+        diff = sandbox.wait_for_equality(timeout_s=240)
+        assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+        assert diff.scanned > 100
+
+
 def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp_path: Path) -> None:
     with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 5000}) as sandbox:
         daemon = sandbox.start_daemon()
