@@ -9,7 +9,11 @@ is raised as :class:`NonRetryableWriteError`.
 With a :class:`~replicator.versions.Versioning`, each change is instead one PutItem conditional on the
 replica holding an older version (see ``versions``): BatchWriteItem takes no conditions. A refused
 condition is not an error: the replica already holds that change or a newer one, and it is counted as
-``stale``.
+``stale``. A versioned write the destination refuses names its item's key in the error: one request is
+one item, and an item near DynamoDB's 400 KB limit can exceed it once the version is added.
+
+The counts say what was written: ``puts`` and ``deletes`` leave out stale writes and the changes of
+requests that failed, so a batch's log line and metrics never claim writes that did not happen.
 """
 
 from __future__ import annotations
@@ -178,13 +182,10 @@ class TableWriter:
 
         A request that fails takes all its changes with it, even those the service may have written:
         writing them again is harmless, while claiming one durable that is not would lose it."""
-        stats = WriteStats(
-            puts=sum(1 for c in changes if c.new_image is not None),
-            deletes=sum(1 for c in changes if c.new_image is None),
-        )
+        stats = WriteStats()
         if self._versioning is not None:
             groups = [[c] for c in changes]
-            jobs = [(self._write_versioned, self._versioning.put_item_request(self._table, c)) for c in changes]
+            jobs = [(self._write_versioned, (c, self._versioning.put_item_request(self._table, c))) for c in changes]
         else:
             groups = [list(changes[i : i + BATCH_LIMIT]) for i in range(0, len(changes), BATCH_LIMIT)]
             jobs = [(self._write_chunk, [to_request(c) for c in group]) for group in groups]
@@ -193,11 +194,15 @@ class TableWriter:
         for group, future in zip(groups, futures):  # wait for all, even after a failure: nothing left in flight
             try:
                 sent, retries, stale = future.result()
-                stats.requests += sent
-                stats.retries += retries
-                stats.stale += stale
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
                 failures.update((c.key_id, exc) for c in group)
+                continue
+            stats.requests += sent
+            stats.retries += retries
+            stats.stale += stale
+            if not stale:  # a refused (stale) write wrote nothing
+                stats.puts += sum(1 for c in group if c.new_image is not None)
+                stats.deletes += sum(1 for c in group if c.new_image is None)
         return WriteOutcome(stats, failures)
 
     def _retrying(self, attempt: Callable[[], None], deadline: float | None) -> None:
@@ -226,7 +231,8 @@ class TableWriter:
             err = exc.response.get("Error", {})
             raise NonRetryableWriteError(err.get("Code", "ClientError"), err.get("Message", str(exc))) from exc
 
-    def _write_versioned(self, request: dict[str, Any], deadline: float | None) -> tuple[int, int, int]:
+    def _write_versioned(self, job: tuple[Change, dict[str, Any]], deadline: float | None) -> tuple[int, int, int]:
+        change, request = job
         sent = 0
         stale = 0
 
@@ -244,7 +250,11 @@ class TableWriter:
                     raise
                 stale = 1
 
-        self._retrying(attempt, deadline)
+        try:
+            self._retrying(attempt, deadline)
+        except NonRetryableWriteError as exc:
+            # One item per request: name it, so that the item can be found (one too large once versioned).
+            raise NonRetryableWriteError(exc.code, f"{exc.message} (item key {change.key_id})") from exc
         return sent, sent - 1, stale
 
     def _write_chunk(self, chunk: list[dict[str, Any]], deadline: float | None) -> tuple[int, int, int]:

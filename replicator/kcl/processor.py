@@ -12,6 +12,8 @@ properties file. Rules it keeps:
   descriptor 1 then points at stderr, so a stray print or a library's output cannot corrupt the protocol.
 * metrics (``metrics``) are only noted here; a thread of their own publishes them, so they can neither
   slow a batch nor stop the processor. Each lifecycle end flushes them once, after its checkpoint.
+* the worker's rate-limit bucket (``ratelimit``) is left when the process ends, however it ends (stdin
+  closed, a non-retryable exit), so the worker's last processor removes its file.
 """
 
 from __future__ import annotations
@@ -51,12 +53,20 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
     """KCL lifecycle calls to Applier calls; nothing else."""
 
     def __init__(self, applier: Applier, *, exit_fn: Any = sys.exit, sleep: Any = time.sleep,
-                 metrics: ProcessorMetrics = NO_METRICS) -> None:
+                 metrics: ProcessorMetrics = NO_METRICS, bucket: SharedTokenBucket | None = None) -> None:
         self._applier = applier
         self._exit = exit_fn
         self._sleep = sleep
         self._metrics = metrics
+        self._bucket = bucket
         self._shard_id = "?"
+
+    def close(self) -> None:
+        """At the process's end, however it ends: leave the worker's rate-limit bucket (the last one out
+        removes its file)."""
+        if self._bucket is not None:
+            self._bucket.close()
+            self._bucket = None
 
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
@@ -167,17 +177,19 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
     client = clients.dynamodb(
         path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
     )
-    charge = None
-    if path.max_writes_per_second is not None:
-        charge = SharedTokenBucket.for_worker(path.application_name, path.max_writes_per_second).take
-    writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
-                         versioning=versioning(path, stream_arn), charge=charge)
+    fence = versioning(path, stream_arn)
     decoder = record_format(path, env)
     reader = None
     if decoder.read_through:
         assert path.source_table is not None
         reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False), path.source_table)
-    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=for_path(path, stream_arn))
+    metrics = for_path(path, stream_arn)
+    bucket = None  # joined last, so that no failure to start leaves this processor counted in its file
+    if path.max_writes_per_second is not None:
+        bucket = SharedTokenBucket.for_worker(path.application_name, path.max_writes_per_second)
+    writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
+                         versioning=fence, charge=bucket.take if bucket else None)
+    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=metrics, bucket=bucket)
 
 
 def protocol_stdout() -> TextIO:
@@ -207,4 +219,7 @@ def main() -> None:
     except ReplicatorError as exc:
         _log.error("processor_not_started", error=str(exc))
         sys.exit(2)
-    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
+    try:
+        kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
+    finally:  # the daemon closed stdin, or a failure exits
+        processor.close()

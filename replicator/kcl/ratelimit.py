@@ -6,6 +6,13 @@ a small file named after the worker (the daemon's pid, every processor's parent)
 it writes, and may leave the bucket in debt; the processor then sleeps until the debt is paid, so the rate
 over any stretch longer than a second is the cap, and a burst is at most one second's worth.
 
+The files live in this user's private directory (``$XDG_RUNTIME_DIR/replicator``, else
+``<tmp>/replicator-<uid>``, mode 0700), and one owned by someone else or writable by others is refused:
+in a shared /tmp another user could otherwise plant the file, or a link in its place, and set or read
+the bucket. The file counts the processors that have it open; the last to close it removes it, so a
+stopped worker leaves nothing behind, and a worker that is gone without closing (kill -9) has its file
+removed by the next processor to open one.
+
 ``flock`` excludes other processes only: the writer's threads share one open file, so a thread lock is held
 around it too, or two threads would read the same state and one take would be lost (a CI run measured the
 cap exceeded by a third before it was added).
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import struct
 import tempfile
 import threading
@@ -22,7 +30,43 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-_STATE = struct.Struct("<dd")  # tokens, time of the last refill (epoch seconds: shared across processes)
+from replicator.errors import ReplicatorError
+
+_STATE = struct.Struct("<ddq")
+"""Tokens, the time of the last refill (epoch seconds: shared across processes), the processors holding it."""
+_PREFIX = "rate-"
+_SUFFIX = ".bucket"
+
+
+def private_directory() -> Path:
+    """This user's directory for bucket files, created 0700; refused if anyone else could write to it."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(runtime) / "replicator" if runtime else Path(tempfile.gettempdir()) / f"replicator-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ReplicatorError(
+            f"{path} is not a private directory of this user (a directory owned by uid {os.getuid()}, writable "
+            "by no one else): remove it, or set XDG_RUNTIME_DIR to a directory of your own"
+        )
+    return path
+
+
+def remove_buckets_of_gone_workers(directory: Path) -> None:
+    """Remove the files of workers whose daemon no longer runs (its pid ends the file's name)."""
+    for path in directory.glob(f"{_PREFIX}*{_SUFFIX}"):
+        pid = path.name[: -len(_SUFFIX)].rpartition("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, as another user
 
 
 class SharedTokenBucket:
@@ -32,15 +76,33 @@ class SharedTokenBucket:
         self._rate = rate
         self._clock = clock
         self._sleep = sleep
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._threads = threading.Lock()
+        self._fd = self._open_and_join()
 
     @classmethod
     def for_worker(cls, application_name: str, rate: float) -> "SharedTokenBucket":
         """The bucket of the worker this processor belongs to: its parent daemon, on this host."""
-        name = f"replicator-rate-{application_name}-{os.getppid()}.bucket"
-        return cls(Path(tempfile.gettempdir()) / name, rate)
+        directory = private_directory()
+        remove_buckets_of_gone_workers(directory)
+        return cls(directory / f"{_PREFIX}{application_name}-{os.getppid()}{_SUFFIX}", rate)
+
+    def _open_and_join(self) -> int:
+        """Open the file and count this processor in; again if the last holder removed it meanwhile."""
+        while True:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_nlink:
+                    tokens, last, holders = self._read(fd)
+                    os.pwrite(fd, _STATE.pack(tokens, last, holders + 1), 0)
+                    return fd
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _read(self, fd: int) -> tuple[float, float, int]:
+        raw = os.pread(fd, _STATE.size, 0)
+        return _STATE.unpack(raw) if len(raw) == _STATE.size else (self._rate, self._clock(), 0)
 
     def take(self, items: int) -> float:
         """Take ``items`` tokens, sleeping as long as the bucket is in debt; return the seconds slept."""
@@ -48,10 +110,9 @@ class SharedTokenBucket:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 now = self._clock()
-                raw = os.pread(self._fd, _STATE.size, 0)
-                tokens, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (self._rate, now)
+                tokens, last, holders = self._read(self._fd)
                 tokens = min(self._rate, tokens + (now - last) * self._rate) - items
-                os.pwrite(self._fd, _STATE.pack(tokens, now), 0)
+                os.pwrite(self._fd, _STATE.pack(tokens, now, holders), 0)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         wait = -tokens / self._rate if tokens < 0 else 0.0
@@ -60,4 +121,22 @@ class SharedTokenBucket:
         return wait
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Count this processor out; the last one removes the file."""
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                tokens, last, holders = self._read(self._fd)
+                if holders <= 1:
+                    if _same_file(self._path, self._fd):
+                        self._path.unlink()
+                else:
+                    os.pwrite(self._fd, _STATE.pack(tokens, last, holders - 1), 0)
+            finally:
+                os.close(self._fd)  # closing the file releases the lock
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(fd))
+    except FileNotFoundError:
+        return False

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,9 @@ def test_a_stream_without_new_images_is_replicated_by_reading_each_item_through(
 
 
 def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp_path: Path) -> None:
-    with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 5000}) as sandbox:
+    """A processor's non-retryable exit stops the daemon at once: with nothing else to wait for, it does
+    not wait out shutdownGraceMillis (60 s here) for the processor that has already exited."""
+    with Sandbox(tmp_path, path_settings={"shutdown_grace_millis": 60_000}) as sandbox:
         daemon = sandbox.start_daemon()
         key = {"pk": {"S": "warm-up"}, "sk": {"N": "0"}}
         sandbox.source.put_item(TableName=sandbox.source_table, Item=key)
@@ -137,10 +140,14 @@ def test_non_retryable_error_stops_without_checkpoint_and_records_come_again(tmp
         workload.run(100, rate=200)
 
         daemon.wait(timeout=120)
+        exited = datetime.now(timezone.utc)
         assert daemon.returncode not in (0, None)
         failures = [json.loads(line) for line in sandbox.daemon_log(0).splitlines()
                     if line.startswith("{") and '"batch_not_applied"' in line]
         assert len(failures) == 1 and "ResourceNotFoundException" in failures[0]["error"]
+        stopping_s = (exited - datetime.fromisoformat(failures[0]["timestamp"].replace("Z", "+00:00"))).total_seconds()
+        print(f"processor's failure to the daemon's exit: {stopping_s:.1f} s")
+        assert stopping_s < 15, f"the daemon took {stopping_s:.1f} s to stop after its processor's failure"
         assert checkpoints(sandbox) == before, "checkpointed past records that were never written"
 
         from replicator.local.workload import create_table

@@ -390,15 +390,15 @@ def child_factory(moto_endpoint, tmp_path):
     """Starts processors whose destination is `table` on the moto server, configured as `replicator run` does."""
     started: list[Child] = []
 
-    def start(table: str, argv: list[str] | None = None, **settings) -> Child:
+    def start(table: str, argv: list[str] | None = None, env: dict[str, str] | None = None, **settings) -> Child:
         properties = tmp_path / "p.properties"
         ReplicationPath(**{
             "source_region": "us-east-1", "source_table": "source-table", "destination_region": "us-east-1",
             "destination_table": table, "destination_endpoint": moto_endpoint, "write_concurrency": 2,
             "dont_publish_cloudwatch": True, **settings,
         }).write_properties(properties)
-        env = {**os.environ, "REPLICATOR_PROPERTIES": str(properties)}
-        child = Child(argv or [str(VENV_BIN / "replicator-processor")], env, cwd=tmp_path)
+        child_env = {**os.environ, **(env or {}), "REPLICATOR_PROPERTIES": str(properties)}
+        child = Child(argv or [str(VENV_BIN / "replicator-processor")], child_env, cwd=tmp_path)
         started.append(child)
         return child
 
@@ -493,6 +493,49 @@ def test_a_missing_destination_stops_the_processor_without_a_checkpoint(moto_end
     logs = [json.loads(line) for line in child.stderr if line.strip().startswith("{")]
     (failure,) = [entry for entry in logs if entry["event"] == "batch_not_applied"]
     assert "ResourceNotFoundException" in failure["error"]
+
+
+def test_an_item_too_large_once_versioned_stops_the_processor_naming_its_key(moto_endpoint, child_factory):
+    table = unique_table("dest")
+    create_pk_table(endpoint_client(moto_endpoint), table)
+    stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/source-table/stream/2026-11-30T12:00:36.727926"
+    child = child_factory(table, version_attribute="_rv", env={"REPLICATOR_STREAM_ARN": stream_arn})
+    child.send(INITIALIZE)
+    assert child.expect()["responseFor"] == "initialize"
+    item = {"pk": {"S": "big"}, "blob": {"S": "x" * 404_960}}  # fits the server's limit, not once versioned
+    record = encode_record("INSERT", {"pk": {"S": "big"}}, item, SEQ)
+    child.send({"action": "processRecords", "records": [kcl_record(record, SEQ)], "millisBehindLatest": 0})
+    assert child.proc.wait(timeout=30) == 3
+    child.close()
+    logs = [json.loads(line) for line in child.stderr if line.strip().startswith("{")]
+    (failure,) = [entry for entry in logs if entry["event"] == "batch_not_applied"]
+    assert "Item size has exceeded" in failure["error"] and '{"pk":{"S":"big"}}' in failure["error"]
+
+
+@pytest.mark.parametrize("destination", ["present", "missing"], ids=["stdin-closed", "non-retryable-exit"])
+def test_a_rate_limited_processor_leaves_no_bucket_file_however_it_ends(moto_endpoint, child_factory, tmp_path,
+                                                                        destination):
+    table = unique_table("dest")
+    if destination == "present":
+        create_pk_table(endpoint_client(moto_endpoint), table)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    child = child_factory(table, max_writes_per_second=100, env={"XDG_RUNTIME_DIR": str(runtime)})
+    child.send(INITIALIZE)
+    assert child.expect()["responseFor"] == "initialize"
+    (bucket,) = (runtime / "replicator").iterdir()
+    assert bucket.name.endswith(f"-{os.getpid()}.bucket")  # named after its worker: here, this test
+    record = encode_record("INSERT", {"pk": {"S": "a"}}, {"pk": {"S": "a"}}, SEQ)
+    child.send({"action": "processRecords", "records": [kcl_record(record, SEQ)], "millisBehindLatest": 0})
+    if destination == "present":
+        assert child.expect()["sequenceNumber"] == SEQ
+        child.send({"action": "checkpoint", "sequenceNumber": SEQ, "subSequenceNumber": None, "error": None})
+        assert child.expect() == {"action": "status", "responseFor": "processRecords"}
+        assert child.close() == 0
+    else:
+        assert child.proc.wait(timeout=30) == 3
+        child.close()
+    assert list((runtime / "replicator").iterdir()) == []
 
 
 def test_the_processor_refuses_to_start_without_its_properties(tmp_path):

@@ -97,7 +97,7 @@ def test_a_zombie_batch_written_after_a_newer_one_changes_nothing(dest):
     writer.write([put_change("c", "5", v={"N": "0"})])
     assert writer.write(newer).stale == 0
     stats = writer.write(zombie)
-    assert (stats.puts, stats.stale) == (3, 3)
+    assert (stats.puts, stats.deletes, stats.stale) == (0, 0, 3)  # refused: nothing was written
     assert seen(client, "a") == {"pk": {"S": "a"}, "v": {"N": "2"}}
     assert seen(client, "b") == {"pk": {"S": "b"}, "v": {"N": "2"}}
     assert seen(client, "c") is None  # the tombstone keeps the deleted item from coming back
@@ -110,6 +110,23 @@ def test_records_delivered_again_are_counted_stale_and_newer_ones_apply(dest):
     assert writer.write(batch).stale == 2  # at-least-once: a replay after a crash
     assert writer.write([put_change("b", "12", v={"N": "3"})]).stale == 0  # a put after the delete
     assert seen(client, "b") == {"pk": {"S": "b"}, "v": {"N": "3"}}
+
+
+def test_the_counts_of_a_partly_stale_batch_are_the_writes_that_happened(dest):
+    client, writer = dest
+    writer.write([put_change("a", "10", v={"N": "1"}), delete_change("b", "11")])
+    stats = writer.write([put_change("a", "5", v={"N": "0"}), delete_change("b", "6"),
+                          put_change("c", "12", v={"N": "1"}), delete_change("d", "13")])
+    assert (stats.puts, stats.deletes, stats.stale) == (1, 1, 2)
+
+
+def test_an_item_too_large_once_versioned_is_refused_naming_its_key(dest):
+    client, writer = dest
+    blob = {"S": "x" * 404_960}  # within 40 bytes of moto's size limit: fits alone, not with the version
+    client.put_item(TableName="src", Item={"pk": {"S": "big"}, "blob": blob})
+    with pytest.raises(NonRetryableWriteError, match=r'Item size has exceeded.*item key \{"pk":\{"S":"big"\}\}'):
+        writer.write([put_change("small", "9"), put_change("big", "10", blob=blob)])
+    assert seen(client, "small") == {"pk": {"S": "small"}}
 
 
 def test_an_unversioned_item_from_a_copy_is_overwritten_by_any_record(dest):

@@ -319,3 +319,14 @@ def test_with_a_deadline_an_unavailable_destination_is_reported_per_key_not_retr
     assert set(outcome.failures) == {c.key_id for c in puts(60)[25:50]}
     assert all(isinstance(e, writer_module.DeadlinePassed) for e in outcome.failures.values())
     assert 4 <= sum(1 for call in client.calls if len(call) == 25 and call[0]["PutRequest"]["Item"]["pk"]["S"] == "k25") <= 6
+
+
+def test_the_changes_of_a_failed_request_are_not_counted_as_written(make_writer):
+    def refuse_second_request(requests, n):
+        if requests[0]["PutRequest"]["Item"]["pk"]["S"] == "k25":
+            raise client_error("ValidationException")
+        return {}
+
+    outcome = make_writer(FakeClient(refuse_second_request), max_in_flight=1).write_all(puts(60))
+    assert len(outcome.failures) == 25
+    assert (outcome.stats.puts, outcome.stats.deletes, outcome.stats.requests) == (35, 0, 2)

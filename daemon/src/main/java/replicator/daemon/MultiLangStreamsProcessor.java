@@ -3,7 +3,8 @@ package replicator.daemon;
 import com.amazonaws.services.dynamodbv2.streamsadapter.model.DynamoDBStreamsProcessRecordsInput;
 import com.amazonaws.services.dynamodbv2.streamsadapter.processor.DynamoDBStreamsShardRecordProcessor;
 import java.util.ArrayList;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
 import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
 import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
@@ -17,15 +18,18 @@ import software.amazon.kinesis.retrieval.KinesisClientRecord;
  * The adapter only accepts processors of its own type; this one hands every call unchanged to KCL's
  * MultiLang processor, which runs our Python record processor as a child process per shard.
  *
- * <p>It also counts the processors between initialize and their last call (leaseLost or shardEnded), so that
+ * <p>It also keeps the processors between initialize and their last call (leaseLost or shardEnded), so that
  * a stop can tell when every one has ended: KCL 3.1's scheduler keeps a consumer whose processor has ended
- * for up to failoverTimeMillis before it completes its own shutdown.
+ * for up to failoverTimeMillis before it completes its own shutdown. And it notes which thread is in each
+ * processor's call, so that a stop can tell a processor whose child failed: MultiLang then calls
+ * System.exit(1) from inside that call (after the child has exited), and the call never returns, so that
+ * processor will never end and a stop must not wait for it.
  */
 final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProcessor {
-    private static final AtomicInteger RUNNING = new AtomicInteger();
+    private static final Set<MultiLangStreamsProcessor> LIVE = ConcurrentHashMap.newKeySet();
 
     private final ShardRecordProcessor multiLang;
-    private boolean running;
+    private volatile Thread caller;
 
     MultiLangStreamsProcessor(ShardRecordProcessor multiLang) {
         this.multiLang = multiLang;
@@ -38,25 +42,58 @@ final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProce
 
     /** Processors of this worker initialised and not yet ended: none writes or checkpoints once this is 0. */
     static int running() {
-        return RUNNING.get();
+        return LIVE.size();
+    }
+
+    /**
+     * Live processors whose call is exiting the JVM (MultiLang's answer to a child that failed or exited):
+     * their child is gone, so they write nothing more, and their call never returns.
+     */
+    static int exiting() {
+        int exiting = 0;
+        for (MultiLangStreamsProcessor processor : LIVE) {
+            Thread thread = processor.caller;
+            if (thread != null && inExit(thread)) {
+                exiting++;
+            }
+        }
+        return exiting;
+    }
+
+    private static boolean inExit(Thread thread) {
+        for (StackTraceElement frame : thread.getStackTrace()) {
+            if (frame.getClassName().equals("java.lang.Runtime") && frame.getMethodName().equals("exit")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Runs one call to the MultiLang processor, noting the thread that is in it. */
+    private void call(Runnable delegate) {
+        caller = Thread.currentThread();
+        try {
+            delegate.run();
+        } finally {
+            caller = null;
+        }
     }
 
     @Override
     public void initialize(InitializationInput input) {
-        running = true;
-        RUNNING.incrementAndGet();
-        multiLang.initialize(input);
+        LIVE.add(this);
+        call(() -> multiLang.initialize(input));
     }
 
     @Override
     public void processRecords(ProcessRecordsInput input) {
         // The records are the adapter's DynamoDBStreamsClientRecords, whose data is the stream record as JSON.
-        multiLang.processRecords(input);
+        call(() -> multiLang.processRecords(input));
     }
 
     @Override
     public void processRecords(DynamoDBStreamsProcessRecordsInput input) {
-        multiLang.processRecords(ProcessRecordsInput.builder()
+        call(() -> multiLang.processRecords(ProcessRecordsInput.builder()
                 .records(new ArrayList<KinesisClientRecord>(input.records()))
                 .checkpointer(input.checkpointer())
                 .cacheEntryTime(input.cacheEntryTime())
@@ -64,36 +101,29 @@ final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProce
                 .millisBehindLatest(input.millisBehindLatest())
                 .childShards(input.childShards())
                 .isAtShardEnd(input.isAtShardEnd())
-                .build());
+                .build()));
     }
 
     @Override
     public void leaseLost(LeaseLostInput input) {
         try {
-            multiLang.leaseLost(input);
+            call(() -> multiLang.leaseLost(input));
         } finally {
-            ended();
+            LIVE.remove(this);
         }
     }
 
     @Override
     public void shardEnded(ShardEndedInput input) {
         try {
-            multiLang.shardEnded(input);
+            call(() -> multiLang.shardEnded(input));
         } finally {
-            ended();
-        }
-    }
-
-    private void ended() {
-        if (running) {
-            running = false;
-            RUNNING.decrementAndGet();
+            LIVE.remove(this);
         }
     }
 
     @Override
     public void shutdownRequested(ShutdownRequestedInput input) {
-        multiLang.shutdownRequested(input);
+        call(() -> multiLang.shutdownRequested(input));
     }
 }

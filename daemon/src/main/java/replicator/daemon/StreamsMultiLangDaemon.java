@@ -212,7 +212,9 @@ public final class StreamsMultiLangDaemon {
      * True once the scheduler has shut down, or once every processor has checkpointed and ended after the
      * shutdown began: from then on nothing of this worker writes or checkpoints (lease renewal stops when the
      * scheduler's shutdown starts), and KCL 3.1 would only wait out failoverTimeMillis for consumers whose
-     * processors have ended. False if neither happens within the grace period.
+     * processors have ended. False if neither happens within the grace period. A processor whose child
+     * failed (the exit that started this shutdown) counts as ended: its child has exited without
+     * checkpointing and its call never returns, so waiting for it would only wait out the grace period.
      */
     private static boolean awaitShutdown(Scheduler scheduler, long graceMillis) throws Exception {
         java.util.concurrent.Future<Boolean> shutdown = scheduler.startGracefulShutdown();
@@ -223,8 +225,10 @@ public final class StreamsMultiLangDaemon {
                 // finished shutting down (and the processor checkpointed on shutdownRequested).
                 return shutdown.get(SHUTDOWN_POLL_MILLIS, TimeUnit.MILLISECONDS) || scheduler.shutdownComplete();
             } catch (java.util.concurrent.TimeoutException notYet) {
-                if (MultiLangStreamsProcessor.running() == 0) {
-                    log.info("Every record processor has ended; not waiting for the scheduler's final shutdown");
+                int exiting = MultiLangStreamsProcessor.exiting();
+                if (MultiLangStreamsProcessor.running() == exiting) {
+                    log.info("Every record processor has ended ({} of them by failing); not waiting for the "
+                            + "scheduler's final shutdown", exiting);
                     return true;
                 }
             }
