@@ -16,17 +16,15 @@ import click
 from replicator import clients, log
 from replicator.changes.formats import key_schema_of
 from replicator.kcl.config import (
-    KINESIS_TASK_NAME_PREFIX,
     PATH_KEYS,
     ReplicationPath,
-    TASK_NAME_PREFIX,
     build_path,
-    kinesis_task_name,
+    check_task_name_option,
+    check_writable,
     parse_kcl_properties,
     path_from_properties,
     read_properties,
 )
-from replicator.kcl.config import task_name as derive_task_name
 from replicator.errors import ReplicatorError, friendly_errors
 
 
@@ -87,6 +85,10 @@ def path_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+RUN_KCL_PATH_KEYS = ("metricsIntervalSeconds", "idleTimeBetweenReadsInMillis")
+"""Path keys `run` has no option for: --kcl-property sets them, validated with the other settings."""
+
+
 def _path_from(properties: Path | None, given: dict[str, Any]) -> ReplicationPath:
     """The path from its properties file, or from the options (but not from both)."""
     if properties:
@@ -94,6 +96,7 @@ def _path_from(properties: Path | None, given: dict[str, Any]) -> ReplicationPat
             names = ", ".join(f"--{_kebab(k)}" for k in given)
             raise ReplicatorError(f"--properties describes the whole path; drop {names} or edit {properties}")
         return path_from_properties(read_properties(properties), source=str(properties))
+    check_task_name_option(given.get("task_name"))
     required = ("sourceRegion", "destinationRegion", "destinationTable")
     missing = [f"--{_kebab(PATH_KEYS[k])}" for k in required if PATH_KEYS[k] not in given]
     if "source_table" not in given and "source_kinesis_stream" not in given:
@@ -116,25 +119,29 @@ def main() -> None:
 @click.option("--destination-region", "--destinationRegion", required=True)
 @click.option("--destination-table", "--destinationTable", required=True)
 @click.option("--task-name", "--taskName", default=None, help="A given name; the prefix is added to it.")
+@click.option("--source-endpoint", "--sourceEndpoint", default=None, help="Checked only, as by run (not in the name).")
+@click.option("--destination-endpoint", "--destinationEndpoint", default=None,
+              help="Checked only, as by run (not in the name).")
 @friendly_errors
 def task_name_command(
     source_region: str, source_table: str | None, source_kinesis_stream: str | None, destination_region: str,
-    destination_table: str, task_name: str | None,
+    destination_table: str, task_name: str | None, source_endpoint: str | None, destination_endpoint: str | None,
 ) -> None:
     """Print the lease table name (taskName) of a replication path.
 
     A table path's is DynamoDBCrossRegionReplication + MD5 hex of source region, table, destination region
     and table (the Java connector's); a Kinesis path's is KinesisCrossRegionReplication + MD5 hex of source
-    region, stream, destination region and table, so the two never share a lease table."""
+    region, stream, destination region and table, so the two never share a lease table. The names are
+    checked as `run` checks them (a path onto itself is refused: give the endpoints when the two tables
+    are at different ones); a Kinesis path may name a source table too (keys-only, dynamodb-cdc), which
+    its name does not depend on."""
+    given = {"source_region": source_region, "source_table": source_table, "source_kinesis_stream": source_kinesis_stream,
+             "destination_region": destination_region, "destination_table": destination_table, "task_name": task_name,
+             "source_endpoint": source_endpoint, "destination_endpoint": destination_endpoint}
+    given = {k: v for k, v in given.items() if v is not None}
     if source_kinesis_stream is not None:
-        click.echo(KINESIS_TASK_NAME_PREFIX + task_name if task_name else
-                   kinesis_task_name(source_region, source_kinesis_stream, destination_region, destination_table))
-    elif source_table is None:
-        raise ReplicatorError("missing --source-table (or --source-kinesis-stream): name what the path reads")
-    elif task_name:
-        click.echo(TASK_NAME_PREFIX + task_name)
-    else:
-        click.echo(derive_task_name(source_region, source_table, destination_region, destination_table))
+        given["source_format"] = "dynamodb-cdc"  # required by a Kinesis path; the name does not depend on it
+    click.echo(_path_from(None, given).application_name)
 
 
 @main.command()
@@ -157,14 +164,18 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
     from replicator.kcl import checks
     from replicator.kcl import launcher, leases
+    # Every check comes before the one write: a refused run leaves the file it would replace as it was.
     given = {k: v for k, v in options.items() if v is not None}
-    extra = parse_kcl_properties(kcl_properties)
-    if properties and extra:
+    path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
+    if properties and (extra or path_values):
         raise ReplicatorError(f"--properties describes the whole path; drop --kcl-property or edit {properties}")
-    path = _path_from(properties, given)
+    if properties and write_properties:
+        raise ReplicatorError(f"--properties runs {properties} as it is; drop --write-properties")
+    path = _path_from(properties, {**given, **path_values})
+    to_write = None
     if not properties:
-        properties = write_properties or Path("properties") / f"{path.application_name}.properties"
-        path.write_properties(properties, extra=extra)
+        properties = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
+        check_writable(to_write)
     launcher.find_java()
     source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3)
     destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3)
@@ -180,6 +191,8 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         source = checks.check_tables(path, source_client, destination_client)
         stream_arn, argv = source["LatestStreamArn"], None
         extra_env = {launcher.STREAM_VIEW_ENV: source["StreamSpecification"]["StreamViewType"]}
+    if to_write is not None:
+        path.write_properties(to_write, extra=extra)
     log.configure()
     log.get("replicator.cli.main").info(
         "starting_daemon", properties=str(properties), lease_table=path.application_name,
@@ -337,14 +350,14 @@ def lambda_local(source_table: str | None, source_kinesis_stream: str | None, so
     given = {
         "DESTINATION_TABLE": destination_table, "DESTINATION_REGION": destination_region,
         "DESTINATION_ENDPOINT": destination_endpoint, "SOURCE_FORMAT": source_format,
-        "SOURCE_TABLE": source_table if source_kinesis_stream else None,
+        "SOURCE_TABLE": source_table,
         "SOURCE_REGION": source_region, "SOURCE_ENDPOINT": source_endpoint, "VERSION_ATTRIBUTE": version_attribute,
     }
     os.environ.update({f"REPLICATOR_{name}": value for name, value in given.items() if value is not None})
     log.configure()
     function.reset()
-    try:
-        function.FunctionConfig.from_environment()
+    try:  # the function's own checks, its messages naming our options rather than its variables
+        function.FunctionConfig.from_environment(names={name: "--" + name.lower().replace("_", "-") for name in given})
     except function.ConfigError as exc:
         raise ReplicatorError(str(exc)) from None
     source = stream_source(source_region, source_endpoint, table=None if source_kinesis_stream else source_table,

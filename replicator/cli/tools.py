@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from replicator import log
-from replicator.kcl.config import parse_kcl_properties
+from replicator.kcl.config import check_task_name_option, check_writable, parse_kcl_properties
 from replicator.kcl.launcher import stop_daemon
 from replicator.errors import friendly_errors
 
@@ -214,10 +214,11 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
     Interrupted (crash, Ctrl-C), it continues with --resume, re-copying at most one page per segment.
     """
     from replicator.tables.copy import copy_table, estimate
-    from replicator.tables.spec import check_same_keys, check_segments, open_table
+    from replicator.tables.spec import check_not_onto_itself, check_same_keys, check_segments, open_table
 
     log.configure()
     check_segments(segment, segments)
+    check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
     src = open_table(source, source_endpoint)
     dst = open_table(destination, destination_endpoint)
     check_same_keys(src, dst)
@@ -360,16 +361,29 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     """
     import signal as signals
 
+    from replicator.kcl import launcher
     from replicator.tables import bootstrap as bs
     from replicator.tables.copy import copy_table, estimate
-    from replicator.tables.spec import check_segments, open_table
+    from replicator.tables.spec import check_not_onto_itself, check_segments, open_table
 
     log.configure()
+    # Every check before the copy, the properties file and the daemon's log: a refused bootstrap writes nothing.
     check_segments(None, segments)
-    extra = parse_kcl_properties(kcl_properties)
+    check_task_name_option(task_name)
+    settings, extra = parse_kcl_properties(kcl_properties, path_keys=bs.KCL_PATH_KEYS, options=bs.BOOTSTRAP_OPTIONS)
+    check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
+    if write_properties is not None:
+        check_writable(write_properties)
+    if daemon_log is not None:
+        check_writable(daemon_log, "--daemon-log")
+    launcher.find_java()
+    launcher.classpath()
     src = open_table(source, source_endpoint)
     dst = open_table(destination, destination_endpoint)
-    path = bs.replication_path(src, dst, task_name, version_attribute)
+    path = bs.replication_path(src, dst, task_name, version_attribute, settings)
+    properties = write_properties or Path("properties") / f"{path.application_name}.properties"
+    if write_properties is None:
+        check_writable(properties)
     bs.check_ready(src, dst, path)
     for line in estimate(src, dst, write_units).lines():
         click.echo(line, err=line.startswith("warning"))
@@ -380,7 +394,6 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         click.echo("replicator: interrupted: run the same command with --resume to continue the copy", err=True)
         sys.exit(130)
     click.echo(f"Copied {copied.copied} items in {copied.seconds:.1f} s; starting replication at TRIM_HORIZON")
-    properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     output = open(daemon_log, "ab") if daemon_log else None
     started = bs.start_replication(path, properties, extra, output)
     status: int | None = None

@@ -7,11 +7,17 @@ connector's camelCase option names, beside the standard KCL keys the launcher an
 
 A Kinesis path's lease table is named like a table path's, with a prefix of its own
 (``KINESIS_TASK_NAME_PREFIX``) and the stream in place of the source table, so the two never share one.
+
+A path onto itself is invalid (``changes.self_path``, the rule the Lambda and the tools share), and so is
+a ``--kcl-property`` of a key this module writes itself: the file must say what the checks saw. A command
+writes the file only after every check passed (``check_writable`` first), so a refused one leaves the
+file a supervisor runs as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -20,6 +26,7 @@ from jproperties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from replicator.changes.formats import CDC_VERSION_ATTRIBUTE
+from replicator.changes.self_path import locate, onto_itself
 from replicator.errors import ReplicatorError
 
 TASK_NAME_PREFIX = "DynamoDBCrossRegionReplication"
@@ -145,6 +152,11 @@ class ReplicationPath(BaseModel):
         if (self.initial_position == "AT_TIMESTAMP") != (self.initial_timestamp is not None):
             raise ValueError("initialTimestamp (initial-timestamp) goes with initialPosition AT_TIMESTAMP, and only "
                              "with it: give both, e.g. --initial-position AT_TIMESTAMP --initial-timestamp 2026-11-30T10:00:00Z")
+        if self.source_table is not None:
+            problem = onto_itself(locate(self.source_region, self.source_table, self.source_endpoint),
+                                  locate(self.destination_region, self.destination_table, self.destination_endpoint))
+            if problem:
+                raise ValueError(problem)
         return self
 
     @field_validator("initial_timestamp")
@@ -242,6 +254,7 @@ class ReplicationPath(BaseModel):
         return props
 
     def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        """Write the file, creating its directory; callers check_writable(path) before any other step."""
         props = Properties()
         for key, value in {**self.to_properties(), **(extra or {})}.items():
             props[key] = value
@@ -252,15 +265,74 @@ class ReplicationPath(BaseModel):
                         timestamp=False, encoding="utf-8")
 
 
-def parse_kcl_properties(settings: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``--kcl-property KEY=VALUE`` options to a dict, or one clear line about the first malformed one."""
-    parsed = {}
+def check_task_name_option(value: str | None) -> None:
+    """A given --task-name names something: blank in a properties file means unset, but given empty it is a
+    mistake (the lease table would silently be the derived one)."""
+    if value is not None and not value.strip():
+        raise ReplicatorError("--task-name is empty: give the lease table's name after the prefix, or drop the option")
+
+
+def check_writable(path: Path, option: str = "--write-properties") -> None:
+    """One line unless ``path`` can be written (its missing directories created), changing nothing: a
+    refused command must not leave a file or a directory behind."""
+    if path.is_dir():
+        raise ReplicatorError(f"{option} {path} is a directory: give a file, e.g. {path / 'path.properties'}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ReplicatorError(f"{option} {path} is not writable: fix its permissions, or choose another file")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ReplicatorError(f"{option} {path} cannot be written: {parent} is not a writable directory; choose "
+                              "another place, or fix its permissions")
+
+
+DERIVED_KEYS = {
+    "applicationName": "taskName",
+    "streamName": "sourceTable",
+    "regionName": "kclRegion",
+    "initialPositionInStream": "initialPosition",
+    "initialPositionInStreamExtended": "initialTimestamp",
+    "maxRecords": "batchSize",
+    "metricsLevel": "dontPublishCloudwatch",
+    "kinesisEndpoint": "sourceEndpoint",
+    "dynamoDBEndpoint": "kclEndpoint",
+    "cloudWatchClient.endpointOverride": "cloudWatchEndpoint",
+}
+"""The standard keys ``to_properties`` writes from a path setting, and that setting."""
+FIXED_KEYS = ("executableName", "processingLanguage", "AwsCredentialsProvider", "retrievalMode")
+"""The standard keys ``to_properties`` writes with one value, which the processors and launcher rely on."""
+
+
+def parse_kcl_properties(settings: tuple[str, ...] | list[str], *, path_keys: tuple[str, ...] = (),
+                         options: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """``--kcl-property KEY=VALUE`` options: (the path settings among them, by field name; the other keys).
+
+    A key the tool writes itself (a path key, or one of DERIVED_KEYS or FIXED_KEYS) is refused with one
+    line naming the option that sets it (from ``options``, else `replicator run`'s), so that the file
+    never says other than what the checks saw. ``path_keys`` are path keys the command has no option
+    for: they are path settings, validated with the others."""
+    path_values: dict[str, str] = {}
+    extra: dict[str, str] = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise ReplicatorError(f"--kcl-property {setting!r} is not KEY=VALUE, e.g. --kcl-property maxLeasesForWorker=10")
-        parsed[key.strip()] = value.strip()
-    return parsed
+        if key in path_keys:
+            path_values[PATH_KEYS[key]] = value
+            continue
+        if key in FIXED_KEYS:
+            raise ReplicatorError(f"--kcl-property {key}: the tool writes {key} itself, and it cannot be changed; "
+                                  "drop it")
+        setting_key = DERIVED_KEYS.get(key, key)
+        if setting_key in PATH_KEYS:
+            option = (options or {}).get(setting_key) or f"--{PATH_KEYS[setting_key].replace('_', '-')}"
+            raise ReplicatorError(f"--kcl-property {key}: the tool writes {key} itself; use {option} instead")
+        extra[key] = value
+    return path_values, extra
 
 
 def read_properties(path: Path) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The function's configuration: environment variables, validated once per cold start.
 
 Each problem is one line naming the variable and the fix, logged once and raised on every invocation
-until the configuration is fixed (a new deployment is a new cold start)."""
+until the configuration is fixed (a new deployment is a new cold start). A source table that is the
+destination (``changes.self_path``: same region, table and endpoint) is such a problem: the function would
+write its changes back into its source."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from replicator.changes.formats import FORMAT_NAMES
+from replicator.changes.self_path import locate, onto_itself
 from replicator.errors import ReplicatorError
 
 PREFIX = "REPLICATOR_"
@@ -27,55 +30,69 @@ class FunctionConfig:
     source_format: str | None = None
     """How Kinesis records are read (dynamodb-cdc, keys-only, binlog); DynamoDB Streams events need none."""
     source_table: str | None = None
-    """keys-only: the table read through; dynamodb-cdc: the one table kept from a shared stream."""
+    """keys-only: the table read through; dynamodb-cdc: the one table kept from a shared stream; a DynamoDB
+    stream's table, optionally (lambda-local sets it)."""
     source_region: str | None = None
     source_endpoint: str | None = None
     version_attribute: str | None = None
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> "FunctionConfig":
+    def from_environment(cls, env: Mapping[str, str] | None = None,
+                         names: Mapping[str, str] | None = None) -> "FunctionConfig":
+        """The configuration from ``env``; ``names`` says how a message names each setting to its user (by
+        default its variable, REPLICATOR_DESTINATION_TABLE; `replicator lambda-local`: its option)."""
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
             return (env.get(PREFIX + name) or "").strip() or None
 
+        def n(name: str) -> str:
+            return (names or {}).get(name, PREFIX + name)
+
         table = get("DESTINATION_TABLE")
         if table is None:
-            raise ConfigError(f"{PREFIX}DESTINATION_TABLE is not set: set it to the replica table's name")
+            raise ConfigError(f"{n('DESTINATION_TABLE')} is not set: set it to the replica table's name")
         if not 3 <= len(table) <= 255:
-            raise ConfigError(f"{PREFIX}DESTINATION_TABLE={table!r} is not a table name (3 to 255 characters)")
+            raise ConfigError(f"{n('DESTINATION_TABLE')} {table!r} is not a table name (3 to 255 characters)")
         function_region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
         region = get("DESTINATION_REGION") or function_region
         if region is None:
-            raise ConfigError(f"{PREFIX}DESTINATION_REGION is not set, nor is AWS_REGION: set the replica's region")
+            raise ConfigError(f"{n('DESTINATION_REGION')} is not set, nor is AWS_REGION: set the replica's region")
         for name in ("DESTINATION_ENDPOINT", "SOURCE_ENDPOINT"):
             value = get(name)
             if value is not None and not value.startswith(("http://", "https://")):
-                raise ConfigError(f"{PREFIX}{name}={value!r} is not a URL: give http(s)://host:port, or unset it")
+                raise ConfigError(f"{n(name)} {value!r} is not a URL: give http(s)://host:port, or remove it")
         source_format = get("SOURCE_FORMAT")
         if source_format is not None and source_format not in FORMAT_NAMES:
             raise ConfigError(
-                f"{PREFIX}SOURCE_FORMAT={source_format!r} is not a Kinesis record format: use one of "
+                f"{n('SOURCE_FORMAT')} {source_format!r} is not a Kinesis record format: use one of "
                 f"{', '.join(FORMAT_NAMES)}"
             )
-        if source_format == "keys-only" and get("SOURCE_TABLE") is None:
+        source_table = get("SOURCE_TABLE")
+        if source_format == "keys-only" and source_table is None:
             raise ConfigError(
-                f"{PREFIX}SOURCE_TABLE is not set, and keys-only records are read through from it: set the "
+                f"{n('SOURCE_TABLE')} is not set, and keys-only records are read through from it: set the "
                 "source table's name"
             )
         version = get("VERSION_ATTRIBUTE")
         if version is not None and source_format in ("keys-only", "binlog"):
             raise ConfigError(
-                f"{PREFIX}VERSION_ATTRIBUTE cannot fence {source_format} records (they carry no version of the "
-                "item): unset it"
+                f"{n('VERSION_ATTRIBUTE')} cannot fence {source_format} records (they carry no version of the "
+                "item): remove it"
             )
+        source_region = get("SOURCE_REGION") or function_region or region
+        if source_table is not None:
+            problem = onto_itself(locate(source_region, source_table, get("SOURCE_ENDPOINT")),
+                                  locate(region, table, get("DESTINATION_ENDPOINT")))
+            if problem:
+                raise ConfigError(f"{n('SOURCE_TABLE')} and {n('DESTINATION_TABLE')}: {problem}")
         return cls(
             destination_table=table,
             destination_region=region,
             destination_endpoint=get("DESTINATION_ENDPOINT"),
             source_format=source_format,
-            source_table=get("SOURCE_TABLE"),
-            source_region=get("SOURCE_REGION") or function_region or region,
+            source_table=source_table,
+            source_region=source_region,
             source_endpoint=get("SOURCE_ENDPOINT"),
             version_attribute=version,
         )

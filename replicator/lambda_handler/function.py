@@ -11,6 +11,7 @@ Rules it keeps, and why:
 * Writes retry until a deadline short of the function's timeout, then report instead of being killed:
   a timed-out invocation would retry the whole batch, and say nothing about why.
 * The configuration is read once per cold start; a wrong one fails every invocation with the same line.
+  A DynamoDB stream of the destination table itself (``changes.self_path``) fails each batch, unwritten.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from replicator.changes.formats import (
     kinesis_format,
 )
 from replicator.changes.reader import SourceReader
+from replicator.changes.self_path import locate, onto_itself
 from replicator.changes.versions import Versioning, stream_label
 from replicator.changes.writer import DeadlinePassed, TableWriter
 from replicator.errors import NonRetryableWriteError, ReplicatorError, SourceReadError
@@ -110,6 +112,11 @@ class Function:
     def _dynamodb_batch(self, records: list[dict[str, Any]]) -> Batch:
         first = records[0]
         arn = str(first.get("eventSourceARN", ""))
+        config = self.config
+        problem = onto_itself(locate(config.source_region or config.destination_region, arn, config.source_endpoint),
+                              locate(config.destination_region, config.destination_table, config.destination_endpoint))
+        if problem:
+            raise ConfigError(f"the function is mapped to the stream {arn} of {PREFIX}DESTINATION_TABLE: {problem}")
         read_through = (first.get("dynamodb") or {}).get("StreamViewType") in READ_THROUGH_VIEWS
         versioning = None
         if self.config.version_attribute:

@@ -2,8 +2,9 @@
 
 The order makes it safe without comparing versions:
 
-1. Check the source's stream (enabled, with new images) and that the path has never run (no lease
-   table: its checkpoints, not TRIM_HORIZON, would decide where replication starts).
+1. Check the options (not a table onto itself, where the files go, Java), the source's stream (enabled)
+   and that the path has never run (no lease table: its checkpoints, not TRIM_HORIZON, would decide where
+   replication starts). A refused bootstrap has copied and written nothing.
 2. Copy the table while no daemon applies anything. The stream was enabled before the copy began, so
    it holds every change made during the copy (and up to 24 hours before it).
 3. Start the daemon (``replicator run --properties``) at TRIM_HORIZON: it replays the stream from its
@@ -32,7 +33,7 @@ from botocore.exceptions import ClientError
 from replicator import clients, log
 from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
-from replicator.kcl.config import ReplicationPath
+from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
 from replicator.tables.spec import Table, check_same_keys
@@ -40,14 +41,28 @@ from replicator.tables.spec import Table, check_same_keys
 _log = log.get("replicator.tables.bootstrap")
 
 
+BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRegion": "DST",
+                     "destinationTable": "DST", "sourceEndpoint": "--source-endpoint",
+                     "destinationEndpoint": "--destination-endpoint", "taskName": "--task-name",
+                     "versionAttribute": "--version-attribute",
+                     "initialPosition": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
+                     "initialTimestamp": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
+                     "sourceKinesisStream": "`replicator run` (bootstrap replicates SRC's own stream)",
+                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)"}
+"""The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
+KCL_PATH_KEYS = tuple(key for key in PATH_KEYS if key not in BOOTSTRAP_OPTIONS)
+
+
 def replication_path(source: Table, destination: Table, task_name: str | None = None,
-                     version_attribute: str | None = None) -> ReplicationPath:
-    return ReplicationPath(
-        source_region=source.spec.region, source_table=source.name, source_endpoint=source.endpoint,
-        destination_region=destination.spec.region, destination_table=destination.name,
-        destination_endpoint=destination.endpoint, task_name=task_name, initial_position="TRIM_HORIZON",
-        version_attribute=version_attribute,
-    )
+                     version_attribute: str | None = None, settings: dict[str, str] | None = None) -> ReplicationPath:
+    """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property)."""
+    return build_path({
+        **(settings or {}),
+        "source_region": source.spec.region, "source_table": source.name, "source_endpoint": source.endpoint,
+        "destination_region": destination.spec.region, "destination_table": destination.name,
+        "destination_endpoint": destination.endpoint, "task_name": task_name, "initial_position": "TRIM_HORIZON",
+        "version_attribute": version_attribute,
+    })
 
 
 def check_ready(source: Table, destination: Table, path: ReplicationPath) -> None:

@@ -3,7 +3,8 @@
 A table is named ``region/table`` (``us-east-1/orders``) and reached at an optional endpoint (DynamoDB
 Local, or any DynamoDB-compatible endpoint). A key is given as plain JSON (``{"id": "abc", "n": 3}``,
 binary as base64 text) or as DynamoDB JSON (``{"id": {"S": "abc"}, "n": {"N": "3"}}``) and is checked
-against the table's key schema before any request is made.
+against the table's key schema before any request is made. A tool that writes SRC's items into DST
+refuses the two when they are one table (``check_not_onto_itself``, the rule every path shares).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from replicator import clients
 from replicator.kcl import checks
 from replicator.changes.codec import Item, encode_item, key_id
+from replicator.changes.self_path import locate, onto_itself
 from replicator.errors import ReplicatorError
 
 # A region is lower-case words and digits joined by dashes; a table name is 3-255 of [A-Za-z0-9_.-].
@@ -36,6 +38,16 @@ class TableSpec:
 
     def __str__(self) -> str:
         return f"{self.region}/{self.table}"
+
+
+def check_not_onto_itself(source: str, source_endpoint: str | None, destination: str,
+                          destination_endpoint: str | None) -> None:
+    """SRC and DST (``region/table``) are not one table at one endpoint (``changes.self_path``)."""
+    src, dst = parse_spec(source), parse_spec(destination)
+    problem = onto_itself(locate(src.region, src.table, source_endpoint),
+                          locate(dst.region, dst.table, destination_endpoint))
+    if problem:
+        raise ReplicatorError(f"SRC {src} and DST {dst}: {problem}")
 
 
 def parse_spec(text: str) -> TableSpec:

@@ -135,3 +135,41 @@ def test_an_applicationname_that_disagrees_with_the_path_is_refused(tmp_path):
     path().write_properties(file, extra={"applicationName": "SomethingElse"})
     with pytest.raises(ReplicatorError, match="applicationName SomethingElse is not this path's lease table"):
         path_from_properties(read_properties(file), source=str(file))
+
+
+@pytest.mark.parametrize("destination, same", [
+    ({"destination_region": "us-east-1", "destination_table": "aaa"}, True),
+    ({"destination_region": "us-east-1", "destination_table": "arn:aws:dynamodb:us-east-1:1:table/aaa"}, True),
+    ({"destination_region": "us-east-1", "destination_table": "aaa",
+      "destination_endpoint": "HTTPS://dynamodb.us-east-1.amazonaws.com/"}, True),
+    ({"destination_region": "us-east-1", "destination_table": "aaa", "destination_endpoint": "http://127.0.0.1:8000"}, False),
+    ({"destination_region": "us-east-2", "destination_table": "aaa"}, False),
+    ({"destination_region": "us-east-1", "destination_table": "aab"}, False),
+])
+def test_a_path_onto_itself_is_refused_by_region_table_and_effective_endpoint(destination, same):
+    values = {"source_region": "us-east-1", "source_table": "aaa", **destination}
+    if not same:
+        assert build_path(values).destination_table == destination["destination_table"]
+        return
+    with pytest.raises(ReplicatorError, match="invalid options: source and destination are the same table "
+                                              "us-east-1/aaa at https://dynamodb.us-east-1.amazonaws.com"):
+        build_path(values)
+
+
+def test_the_default_endpoint_is_the_one_boto3_would_use(monkeypatch):
+    from replicator.changes.self_path import locate
+
+    assert locate("us-east-1", "t", None).endpoint == "https://dynamodb.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000")
+    assert locate("us-east-1", "t", None) == locate("us-east-1", "t", "http://127.0.0.1:8000/")
+
+
+def test_kcl_property_keys_the_tool_writes_name_the_option_to_use():
+    from replicator.kcl.config import parse_kcl_properties
+
+    assert parse_kcl_properties(["maxLeasesForWorker = 3"]) == ({}, {"maxLeasesForWorker": "3"})
+    assert parse_kcl_properties(["batchSize=5"], path_keys=("batchSize",)) == ({"batch_size": "5"}, {})
+    with pytest.raises(ReplicatorError, match="streamName itself; use SRC instead"):
+        parse_kcl_properties(["streamName=x"], options={"sourceTable": "SRC"})
+    with pytest.raises(ReplicatorError, match="regionName itself; use --kcl-region instead"):
+        parse_kcl_properties(["regionName=eu-west-1"])

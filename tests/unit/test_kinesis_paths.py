@@ -82,14 +82,14 @@ def test_a_given_task_name_gets_the_kinesis_prefix():
 
 def test_task_name_command_prints_a_kinesis_paths_lease_table(tmp_path):
     result = replicator("task-name", "--source-region", "r", "--source-kinesis-stream", "s",
-                        "--destination-region", "d", "--destination-table", "t", cwd=tmp_path)
+                        "--destination-region", "d", "--destination-table", "ttt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "KinesisCrossRegionReplication" + hashlib.md5(b"rsdt").hexdigest() + "\n"
+    assert result.stdout == "KinesisCrossRegionReplication" + hashlib.md5(b"rsdttt").hexdigest() + "\n"
 
 
 def test_task_name_command_adds_the_kinesis_prefix_to_a_given_name(tmp_path):
     result = replicator("task-name", "--source-region", "r", "--sourceKinesisStream", "s",
-                        "--destination-region", "d", "--destination-table", "t", "--task-name", "Mine", cwd=tmp_path)
+                        "--destination-region", "d", "--destination-table", "ttt", "--task-name", "Mine", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "KinesisCrossRegionReplicationMine\n"
 

@@ -194,3 +194,34 @@ def test_a_bad_configuration_fails_every_invocation_and_is_logged_once(monkeypat
                 handler({"Records": [ddb_record(1, "INSERT", "a", {})]}, Context())
     assert [e["event"] for e in logs] == ["configuration_invalid"]
     function.reset()
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"REPLICATOR_DESTINATION_TABLE": "arn:aws:dynamodb:us-east-1:123456789012:table/orders"},
+    {"REPLICATOR_SOURCE_ENDPOINT": "http://127.0.0.1:8000", "REPLICATOR_DESTINATION_ENDPOINT": "http://127.0.0.1:8000/"},
+    {"REPLICATOR_SOURCE_FORMAT": "keys-only"},
+], ids=["names", "arn", "same-endpoint", "keys-only"])
+def test_a_source_table_that_is_the_destination_is_a_configuration_error(extra):
+    env = {"REPLICATOR_DESTINATION_TABLE": "orders", "REPLICATOR_SOURCE_TABLE": "orders", "AWS_REGION": "us-east-1",
+           **extra}
+    with pytest.raises(ConfigError, match="REPLICATOR_SOURCE_TABLE and REPLICATOR_DESTINATION_TABLE: source and "
+                                          "destination are the same table us-east-1/orders"):
+        FunctionConfig.from_environment(env)
+    elsewhere = {**env, "REPLICATOR_DESTINATION_TABLE": "replica"}
+    assert FunctionConfig.from_environment(elsewhere).destination_table == "replica"
+
+
+def test_a_function_mapped_to_its_destinations_own_stream_writes_nothing(aws, monkeypatch):
+    monkeypatch.setenv("REPLICATOR_DESTINATION_REGION", "us-east-1")
+    monkeypatch.setenv("REPLICATOR_DESTINATION_TABLE", "orders")  # the table of STREAM_ARN
+    function.reset()
+    source = boto3.client("dynamodb", region_name="us-east-1")
+    source.create_table(TableName="orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    with capture_logs() as logs:
+        answer = handler({"Records": [ddb_record(1, "INSERT", "a", {"v": {"N": "1"}})]}, Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": str(1).zfill(21)}]}
+    assert items(source, "orders") == {}
+    [line] = [e for e in logs if e["event"] == "batch_not_applied"]
+    assert "same table us-east-1/orders" in line["error"]
