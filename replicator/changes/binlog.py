@@ -10,8 +10,10 @@ the one the consumer's correctness stands on: **one item's actions stay in order
   failed cannot reorder an item's actions.
 
 Every action is validated (decoded as the consumer will) and sent in DynamoDB JSON, so a plain-JSON number
-keeps every digit on the way. A bad line stops the producer with its line number, after everything before
-it was sent and nothing from it on.
+keeps every digit on the way. It is also checked against what DynamoDB refuses to write (an empty string or
+binary key, a number beyond its range: ``codec.check_number``): the consumer cannot skip such a record
+without losing a change, so it would stop its shard on every restart. A bad line stops the producer with its
+line number and attribute, after everything before it was sent and nothing from it on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from replicator.changes.codec import Change, RecordFormatError, encode_item
+from replicator.changes.codec import AttributeValue, Change, RecordFormatError, check_number, encode_item
 from replicator.changes.formats import KeySchema, binlog_changes
 from replicator.errors import ReplicatorError
 
@@ -92,15 +94,59 @@ def records_of(action: str, changes: list[Change], shards: ShardMap) -> list[Bin
     ]
 
 
-def parse_lines(lines: Iterable[str], schema: KeySchema) -> Iterator[tuple[str, str, list[Change]]]:
-    """Each non-blank line as (where, action, its changes); raises BinlogLineError at the first bad one."""
+def check_writable(action: str, changes: list[Change], schema: KeySchema) -> None:
+    """Raise RecordFormatError naming the entry and attribute if DynamoDB would refuse a change: an empty S or
+    B key attribute, or a number (N, NS, at any depth) outside DynamoDB's range."""
+    for index, change in enumerate(changes):
+        at = f"BatchWrite entry {index}, " if action == "BatchWrite" else ""
+        for name, kind in schema:
+            if kind != "N" and not change.keys[name][kind]:
+                raise RecordFormatError(f"{at}key attribute {name!r} is empty, and DynamoDB refuses an empty "
+                                        f"{'string' if kind == 'S' else 'binary'} key: give it a value")
+        for name, value in (change.new_image or change.keys).items():
+            try:
+                _check_numbers(value, name)
+            except RecordFormatError as exc:
+                raise RecordFormatError(f"{at}{exc}") from None
+
+
+def _check_numbers(value: AttributeValue, path: str) -> None:
+    (tag, inner), = value.items()
+    if tag in ("N", "NS"):
+        for number in [inner] if tag == "N" else inner:
+            try:
+                check_number(number)
+            except RecordFormatError as exc:
+                raise RecordFormatError(f"attribute {path!r}: {exc}") from None
+    elif tag == "M":
+        for name, item in inner.items():
+            _check_numbers(item, f"{path}.{name}")
+    elif tag == "L":
+        for index, item in enumerate(inner):
+            _check_numbers(item, f"{path}[{index}]")
+
+
+def parse_lines(lines: Iterable[str | bytes], schema: KeySchema,
+                source: str = "the input") -> Iterator[tuple[str, str, list[Change]]]:
+    """Each non-blank line as (where, action, its changes); raises BinlogLineError at the first bad one.
+
+    Lines given as bytes (a file opened in binary) are decoded here, so text that is not UTF-8 is named by
+    its line in ``source`` rather than failing the whole read."""
     for number, line in enumerate(lines, start=1):
+        where = f"line {number}"
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BinlogLineError(f"{where}: {source} is not UTF-8 text (byte {exc.start + 1} of the line is "
+                                      f"{line[exc.start:exc.start + 1]!r}): convert it to UTF-8") from None
         if not line.strip():
             continue
-        where = f"line {number}"
         try:
-            action = json.loads(line, parse_float=Decimal)
+            # NaN and Infinity become numbers here so that check_writable names them (not as floats)
+            action = json.loads(line, parse_float=Decimal, parse_constant=Decimal)
             changes = binlog_changes(action, schema, where)
+            check_writable(action["Action"], changes, schema)
         except ValueError as exc:  # RecordFormatError is one; so is bad JSON
             message = str(exc) if isinstance(exc, RecordFormatError) else f"not JSON ({exc})"
             raise BinlogLineError(f"{where}: {message.removeprefix(f'binlog record {where}: ')}") from None
@@ -113,6 +159,7 @@ def parse_actions(actions: Iterable[dict[str, Any]], schema: KeySchema) -> Itera
         where = f"action {index}"
         try:
             changes = binlog_changes(action, schema, where)
+            check_writable(action["Action"], changes, schema)
         except RecordFormatError as exc:
             raise BinlogLineError(f"{where}: {str(exc).removeprefix(f'binlog record {where}: ')}") from None
         yield where, action["Action"], changes
@@ -146,9 +193,10 @@ class BinlogProducer:
         """Send actions given as dicts (the Python API); return how many records were sent in all."""
         return self._put(parse_actions(actions, self._schema))
 
-    def put_lines(self, lines: Iterable[str]) -> int:
-        """Send JSON lines of actions; stop at a bad line with BinlogLineError after sending all before it."""
-        return self._put(parse_lines(lines, self._schema))
+    def put_lines(self, lines: Iterable[str | bytes], source: str = "the input") -> int:
+        """Send JSON lines of actions (str, or UTF-8 bytes) read from ``source`` (a file's name, for errors);
+        stop at a bad line with BinlogLineError after sending all before it."""
+        return self._put(parse_lines(lines, self._schema, source))
 
     def _put(self, parsed: Iterator[tuple[str, str, list[Change]]]) -> int:
         batch: list[BinlogRecord] = []

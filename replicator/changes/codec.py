@@ -9,6 +9,8 @@ bytes, at any depth. Numbers stay strings: a 38-digit N round-trips exactly, wit
 A number has many spellings (``1``, ``1.0``, ``01``, ``1e0``; ``-0`` and ``0``) that DynamoDB treats as one
 value, and a database may hand a number back in the spelling it was sent. So wherever numbers are
 compared (key identities here, item images in ``tables.compare``) they go through :func:`canonical_number`.
+Which numbers DynamoDB stores at all (38 significant digits, magnitudes 1E-130 to 9.99...E+125) is
+:func:`check_number`'s rule, for whatever produces changes: one it refuses can never be written.
 """
 
 from __future__ import annotations
@@ -129,16 +131,56 @@ def canonical_number(text: str) -> str:
     return str(Decimal((sign, tuple(map(int, significant)), exponent)))
 
 
+_NUMBER_SYNTAX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NUMBER_DIGITS = 38
+NUMBER_LARGEST = "9.9999999999999999999999999999999999999E+125"
+NUMBER_SMALLEST = "1E-130"
+
+
+def check_number(text: Any) -> None:
+    """Raise RecordFormatError unless ``text`` (an N's string) is a number DynamoDB stores.
+
+    DynamoDB refuses a number of more than 38 significant digits, a magnitude above
+    9.9999999999999999999999999999999999999E+125 or below 1E-130 (zero aside), and NaN or Infinity; a change
+    carrying one can never be written, and retrying it stops its shard for good. So whatever produces changes
+    checks its numbers here, where the rule is stated once. Leading and trailing zeros are not significant
+    (``1000`` is 1E+3); the spelling is a decimal with an optional sign, point and exponent."""
+    if not isinstance(text, str) or not _NUMBER_SYNTAX.fullmatch(text):
+        if isinstance(text, str) and text.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+            raise RecordFormatError(f"{text} is not a DynamoDB number: DynamoDB has no NaN or infinity")
+        raise RecordFormatError(f"{repr(text)[:60]} is not a number (digits, with an optional sign, point and "
+                                "exponent)")
+    number = Decimal(text)
+    if number.is_zero():
+        return
+    shown = text if len(text) <= 60 else f"{text[:57]}..."
+    digits = len("".join(map(str, number.as_tuple().digits)).strip("0"))
+    if digits > NUMBER_DIGITS:
+        raise RecordFormatError(f"{shown} has {digits} significant digits, and DynamoDB keeps at most "
+                                f"{NUMBER_DIGITS}: round it, or store it as a string")
+    if number.adjusted() > 125:
+        raise RecordFormatError(f"{shown} is beyond DynamoDB's largest magnitude, {NUMBER_LARGEST}: "
+                                "store it as a string")
+    if number.adjusted() < -130:
+        raise RecordFormatError(f"{shown} is below DynamoDB's smallest magnitude, {NUMBER_SMALLEST} (zero aside): "
+                                "round it to 0, or store it as a string")
+
+
 def key_id(stream_keys: Item) -> str:
     """A stable identity for a primary key, from its stream JSON (binary keys are already base64 text).
 
     Numbers are canonical, so ``{"N": "1"}`` and ``{"N": "1.0"}``, one key to DynamoDB, are one key here:
     squash keeps one change for it, and the table tools match a replica item to its primary's."""
-    canonical = {
-        name: {"N": canonical_number(value["N"])}
-        if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("N"), str) else value
-        for name, value in stream_keys.items()
-    } if isinstance(stream_keys, dict) else stream_keys
+    if not isinstance(stream_keys, dict):
+        return json.dumps(stream_keys, sort_keys=True, separators=(",", ":"))
+    canonical = {}
+    for name, value in stream_keys.items():
+        if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("N"), str):
+            try:
+                value = {"N": canonical_number(value["N"])}
+            except RecordFormatError as exc:
+                raise RecordFormatError(f"key attribute {name!r}: {exc}") from None
+        canonical[name] = value
     return json.dumps(canonical, sort_keys=True, separators=(",", ":"))
 
 

@@ -19,7 +19,9 @@ services run concurrently, as moto runs them.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import hashlib
 import json
 import os
 import signal
@@ -114,13 +116,30 @@ class DynamoDBJsonLines:
                 yield {"Item": decode_item(json.loads(line)["Item"])}
 
 
+def is_within_segment(item: Any, segments: tuple[None, None] | tuple[int, int]) -> bool:
+    """moto's ``Item.is_within_segment`` (which segment of a parallel Scan holds an item), for binary keys too.
+
+    moto places an item by the first byte of the MD5 of its partition key's text, got with ``.encode``; a
+    binary key's value is bytes, which has no ``.encode``, so every Scan with Segment of a table keyed by B
+    answered 500 (copy-table and backup-table of such a table failed with --segments above 1). Bytes are
+    hashed as they are; an S or N key keeps moto's segment. The server installs this in its own process only."""
+    segment, total = segments
+    if total is None:
+        return True
+    value = item.hash_key.value
+    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return hashlib.md5(data).digest()[0] % total == segment
+
+
 def build_app() -> WSGIApp:
     """moto's server application (every service, dispatched by signature and target), made atomic, with
-    table imports read as DynamoDB reads them."""
+    table imports read as DynamoDB reads them and parallel scans of binary keys answered."""
     import py_partiql_parser
+    from moto.dynamodb.models.dynamo_type import Item
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     py_partiql_parser.JsonParser = DynamoDBJsonLines
+    Item.is_within_segment = is_within_segment
     return SerialisedRequests(DomainDispatcherApplication(create_backend_app))
 
 
@@ -172,7 +191,18 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, on_ready: Callable
         _check_free(host, port)
         asyncio.run(run())
     except OSError as exc:
-        raise ReplicatorError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port") from exc
+        raise _listen_error(host, port, exc) from exc
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ReplicatorError:
+    """A failed bind, blaming the option at fault: the host when it resolves to no address of this machine
+    (``999.1.1.1``, an unknown name, another machine's address), the port otherwise (in use, privileged)."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return ReplicatorError(f"cannot listen on {host}:{port} ({reason}): --host {host} is not an IPv4 address "
+                               "or name of this machine; give one, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 "
+                               "(every interface)")
+    return ReplicatorError(f"cannot listen on {host}:{port} ({reason}): choose another --port")
 
 
 def _check_free(host: str, port: int) -> None:

@@ -115,3 +115,35 @@ def test_db_path_and_a_busy_port_are_one_line_and_exit_2(tmp_path: Path) -> None
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0], lines
     assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid", "192.0.2.1"],
+                         ids=["not-an-address", "unknown-name", "another-machines-address"])
+def test_a_host_that_cannot_be_bound_is_one_line_blaming_the_host(host: str) -> None:
+    port = free_port()
+    result = subprocess.run([REPLICATOR, "local", "--host", host, "--port", str(port)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"replicator: error: cannot listen on {host}:{port} ("), lines
+    assert f"--host {host} is not" in lines[0] and "--port" not in lines[0], lines
+
+
+def test_a_parallel_scan_of_a_binary_keyed_table_answers_every_segment() -> None:
+    """Stock moto places an item in a segment by ``.encode``-ing its partition key: a binary key (bytes)
+    made every Scan with Segment answer 500, so copy-table --segments 4 of a pk:B table failed."""
+    proc, endpoint = serve()
+    try:
+        dynamodb = local_client(endpoint)
+        dynamodb.create_table(TableName="bin", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "B"}],
+                              BillingMode="PAY_PER_REQUEST")
+        keys = {bytes([i, 0, 255]) for i in range(40)}
+        for key in keys:
+            dynamodb.put_item(TableName="bin", Item={"pk": {"B": key}})
+        segments = [[item["pk"]["B"] for item in dynamodb.scan(TableName="bin", Segment=segment,
+                                                                TotalSegments=4)["Items"]] for segment in range(4)]
+        assert sorted(key for segment in segments for key in segment) == sorted(keys)  # each item in one segment
+        assert sum(1 for segment in segments if segment) > 1  # and the items do spread over segments
+    finally:
+        assert stop(proc) == 0

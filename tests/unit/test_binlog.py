@@ -186,7 +186,7 @@ def test_one_item_in_two_spellings_is_one_partition_key_and_one_put_records_call
 
 
 @pytest.mark.parametrize("number", [
-    "12345678901234567890123456789012345678.5",
+    "12345678901234567890123456789012345678E+88",  # 38 digits and the largest exponent
     "1234567890123456789012345678901234567.8",
     "99999999999999999999999999999999999999",
     "-0.00000000000000000000000000000000000012345678901234567890123456789012345678",
@@ -238,6 +238,57 @@ def test_a_bad_line_is_named_and_exactly_the_lines_before_it_are_sent(kinesis, p
     assert dict(seen) == expected_before
     assert len(records) == producer.sent
     assert producer.sent >= 3  # a PutItem, a DeleteItem, and at least one record of the BatchWrite
+
+
+def sent_changes(client: Any, schema: Any = SCHEMA) -> dict[str, list[tuple[str, Any]]]:
+    seen: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for record in [r for rs in read_stream(client).values() for r in rs]:
+        for change in BinlogRecords(schema).decode(SourceRecord(record["Data"], record["SequenceNumber"])):
+            seen[change.key_id].append(summary(change))
+    return dict(seen)
+
+
+@pytest.mark.parametrize("bad, problem", [
+    (line("PutItem", {"pk": "", "sk": 1}), "key attribute 'pk' is empty"),
+    (line("PutItem", {"pk": {"S": ""}, "sk": {"N": "1"}}), "key attribute 'pk' is empty"),
+    (line("BatchWrite", [{"pk": "y", "sk": 1}, {"Delete": {"pk": "", "sk": 2}}]),
+     "BatchWrite entry 1, key attribute 'pk' is empty"),
+    ('{"Action": "PutItem", "Data": {"pk": "x", "sk": 1, "m": {"l": [1, 1.5e999]}}}',
+     "attribute 'm.l[1]': 1.5E+999 is beyond DynamoDB's largest magnitude"),
+    ('{"Action": "DeleteItem", "Data": {"pk": "x", "sk": 123456789012345678901234567890123456789}}',
+     "attribute 'sk': 123456789012345678901234567890123456789 has 39 significant digits"),
+    ('{"Action": "PutItem", "Data": {"pk": "x", "sk": 1, "v": NaN}}', "attribute 'v': NaN is not a DynamoDB number"),
+    ('{"Action": "PutItem", "Data": {"pk": "x", "sk": -Infinity}}',
+     "key attribute 'sk': '-Infinity' is not a DynamoDB number"),
+    (line("PutItem", {"pk": {"S": "x"}, "sk": {"N": "1"}, "v": {"NS": ["1", "1E-131"]}}),
+     "attribute 'v': 1E-131 is below DynamoDB's smallest magnitude"),
+    (line("DeleteItem", {"pk": {"S": "x"}, "sk": {"N": "abc"}}), "key attribute 'sk': 'abc' is not a DynamoDB number"),
+    (line("BatchWrite", [{"pk": {"S": "x"}, "sk": {"N": "1"}, "v": {"L": [{"N": "1e126"}]}}]),
+     "BatchWrite entry 0, attribute 'v[0]': 1e126 is beyond"),
+], ids=["empty-key", "empty-key-dynamodb-json", "empty-key-in-a-batch-delete", "huge-number-deep-in-a-map",
+        "39-digit-key", "nan", "infinite-key", "tiny-number-in-a-set", "not-a-number-key", "huge-number-in-a-batch"])
+def test_a_line_dynamodb_would_refuse_is_named_with_its_attribute_and_only_the_lines_before_it_are_sent(
+        kinesis, producer, bad, problem):
+    with pytest.raises(BinlogLineError) as info:
+        producer.put_lines([*GOOD, bad, *AFTER])
+    assert str(info.value).startswith(f"line {len(GOOD) + 1}: {problem}"), str(info.value)
+    assert sent_changes(kinesis) == expected_by_item(GOOD)
+
+
+def test_an_empty_binary_key_is_refused_in_either_json(kinesis):
+    schema = (("pk", "B"),)
+    producer = BinlogProducer(kinesis, STREAM, schema, sleep=lambda s: None)
+    for bad in (line("PutItem", {"pk": "", "v": 1}), line("DeleteItem", {"pk": {"B": ""}})):
+        with pytest.raises(BinlogLineError, match=r"^line 2: key attribute 'pk' is empty.*empty binary key"):
+            producer.put_lines([line("PutItem", {"pk": "AAE=", "v": 1}), bad])
+    assert count_records(kinesis) == 2  # the good line, once per attempt
+
+
+def test_put_actions_refuses_numbers_dynamodb_cannot_store(kinesis, producer):
+    for number in (Decimal("NaN"), Decimal("1E+999"), Decimal("1" * 39)):
+        with pytest.raises(BinlogLineError, match=r"^action 0: attribute 'v': "):
+            producer.put_actions([{"Action": "PutItem", "Data": {"pk": "x", "sk": 1, "v": number}}])
+    assert count_records(kinesis) == 0
 
 
 def test_a_bad_first_line_sends_nothing(kinesis, producer):
@@ -296,6 +347,34 @@ def test_binlog_put_with_a_bad_line_exits_2_with_one_line_naming_it(tmp_path, mo
     assert lines[0].startswith("replicator: error: line 4"), lines[0]
     assert "2 records before it were sent" in lines[0]
     assert count_records(client, stream) == 2
+
+
+def test_binlog_put_of_a_file_that_is_not_utf8_exits_2_with_one_line_naming_the_file_and_line(tmp_path,
+                                                                                               moto_endpoint):
+    client, stream = cli_stream(moto_endpoint)
+    file = tmp_path / "latin1.jsonl"
+    latin1 = b'{"Action": "PutItem", "Data": {"pk": "caf\xe9", "sk": 2}}\n'
+    file.write_bytes(line("PutItem", {"pk": "a", "sk": 1}).encode() + b"\n" + latin1)
+    result = binlog_put(moto_endpoint, stream, file, tmp_path)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"replicator: error: line 2: {file} is not UTF-8 text"), lines[0]
+    assert "convert it to UTF-8" in lines[0] and "1 records before it were sent" in lines[0], lines[0]
+    assert count_records(client, stream) == 1
+
+
+def test_binlog_put_refuses_a_number_dynamodb_cannot_store_naming_line_and_attribute(tmp_path, moto_endpoint):
+    client, stream = cli_stream(moto_endpoint)
+    file = tmp_path / "actions.jsonl"
+    file.write_text(line("PutItem", {"pk": "a", "sk": 1}) + "\n"
+                    + '{"Action": "PutItem", "Data": {"pk": "b", "sk": 2, "price": 1.5e999}}\n')
+    result = binlog_put(moto_endpoint, stream, file, tmp_path)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.stderr.strip().splitlines() == [
+        "replicator: error: line 2: attribute 'price': 1.5E+999 is beyond DynamoDB's largest magnitude, "
+        "9.9999999999999999999999999999999999999E+125: store it as a string (1 records before it were sent)"]
+    assert count_records(client, stream) == 1
 
 
 def test_binlog_put_sends_a_file_and_says_how_many_records(tmp_path, moto_endpoint):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from replicator.changes.codec import RecordFormatError, decode_record, decode_value, encode_record, encode_value, key_id
+from replicator.changes.codec import (
+    RecordFormatError, check_number, decode_record, decode_value, encode_record, encode_value, key_id,
+)
 
 EDGE_NUMBERS = [
     "0",
@@ -179,3 +182,38 @@ def test_a_value_with_two_type_tags_is_a_record_format_error():
            b'"NewImage": {"pk": {"S": "a"}, "x": {"S": "1", "N": "1"}}}}'
     with pytest.raises(RecordFormatError, match="type tag"):
         decode_record(data)
+
+
+@given(numbers)
+def test_every_number_dynamodb_stores_passes_check_number(number):
+    check_number(number)
+
+
+@pytest.mark.parametrize("number", [
+    "9.9999999999999999999999999999999999999E+125", "-9.9999999999999999999999999999999999999E+125", "1E-130",
+    "-1E-130", "1" + "0" * 125, "0E+999", "-0.0", "12345678901234567890123456789012345678000", "+1", ".5", "5.",
+    "0.000123456789012345678901234567890123456780",
+])
+def test_check_number_accepts_the_edges_of_dynamodb_s_range(number):
+    check_number(number)
+
+
+@pytest.mark.parametrize("number, problem", [
+    ("1.5e999", "largest magnitude, 9.9999999999999999999999999999999999999E+125"),
+    ("1E+126", "largest magnitude"),
+    ("10E+125", "largest magnitude"),
+    ("-1E-131", "smallest magnitude, 1E-130"),
+    ("0.09E-129", "smallest magnitude"),
+    ("123456789012345678901234567890123456789", "39 significant digits"),
+    ("1.00000000000000000000000000000000000001", "39 significant digits"),
+    ("NaN", "no NaN or infinity"),
+    ("-Infinity", "no NaN or infinity"),
+    ("", "is not a number"),
+    (" 1", "is not a number"),
+    ("1_000", "is not a number"),
+    ("0x10", "is not a number"),
+    ("1e", "is not a number"),
+])
+def test_check_number_refuses_what_dynamodb_refuses_saying_why(number, problem):
+    with pytest.raises(RecordFormatError, match=re.escape(problem)):
+        check_number(number)
