@@ -1,21 +1,59 @@
-"""boto3 clients for a replication path, configured once for the whole project."""
+"""boto3 clients for a replication path, configured once for the whole project.
+
+Each client's region and endpoint are checked first: botocore would otherwise raise a traceback
+(InvalidRegionError, "ValueError: Invalid endpoint") far from the option that was mistyped. ``side``
+says which options a message names: ``"source"`` is --source-region and --source-endpoint, ``""``
+--region and --endpoint, and None (code that is not the CLI, e.g. the Lambda) plain "region" and "endpoint".
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 
+from replicator.errors import ReplicatorError
+
+_REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+"""AWS region names are lower-case letters, digits and dashes (us-east-1); a local server takes any such name."""
+
+
+def _option(side: str | None, what: str) -> str:
+    if side is None:
+        return what
+    return f"--{side}-{what}" if side else f"--{what}"
+
+
+def check_location(region: str, endpoint: str | None, side: str | None = None) -> None:
+    """One ReplicatorError naming the option unless ``region`` is a region name and ``endpoint`` (if any)
+    an http(s) URL with a host."""
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ReplicatorError(f"{_option(side, 'region')} {region!r} is not a region name: give one like us-east-1 "
+                              "(lower-case letters, digits and dashes)")
+    if endpoint is None:
+        return
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ReplicatorError(f"{_option(side, 'endpoint')} {endpoint!r} is not a URL: give http(s)://host[:port], "
+                              "e.g. http://127.0.0.1:8000, or drop the option")
+
 
 def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1, validate: bool = True,
-             read_timeout_s: float = 30) -> Any:
+             read_timeout_s: float = 30, side: str | None = None) -> Any:
     """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt.
 
     ``validate=False`` skips botocore's client-side parameter validation: for items that come from
     DynamoDB itself (stream images, scans) it only re-checks what the service checks anyway, and it is a
     third of the processor's CPU per batch (measured: 1.64 s against 1.09 s of Python CPU for 6,000 items).
     """
+    check_location(region, endpoint, side)
     config = Config(
         retries={"mode": "standard", "total_max_attempts": retries},
         max_pool_connections=pool,
@@ -26,16 +64,18 @@ def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int 
     return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
 
 
-def streams(region: str, endpoint: str | None) -> Any:
+def streams(region: str, endpoint: str | None, side: str | None = None) -> Any:
+    check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
     return boto3.session.Session().client(
         "dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config
     )
 
 
-def s3(region: str, endpoint: str | None, *, pool: int = 32) -> Any:
+def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = None) -> Any:
     """An S3 client for backups. A given endpoint (the local server, MinIO) is addressed by path
     (``endpoint/bucket/key``): such endpoints have no per-bucket DNS names."""
+    check_location(region, endpoint, side)
     config = Config(
         retries={"mode": "standard", "total_max_attempts": 5},
         max_pool_connections=pool,
@@ -46,13 +86,15 @@ def s3(region: str, endpoint: str | None, *, pool: int = 32) -> Any:
     return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
 
 
-def cloudwatch(region: str, endpoint: str | None) -> Any:
+def cloudwatch(region: str, endpoint: str | None, side: str | None = None) -> Any:
     """A CloudWatch client for the processors' metrics: short timeouts and few attempts, since a metrics
     interval that cannot be sent is dropped rather than allowed to pile up."""
+    check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
     return boto3.session.Session().client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)
 
 
-def kinesis(region: str, endpoint: str | None) -> Any:
+def kinesis(region: str, endpoint: str | None, side: str | None = None) -> Any:
+    check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
     return boto3.session.Session().client("kinesis", region_name=region, endpoint_url=endpoint, config=config)

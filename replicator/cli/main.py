@@ -177,11 +177,12 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         properties = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
         check_writable(to_write)
     launcher.find_java()
-    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3)
-    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3)
+    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
+    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
+                                          side="destination")
     if path.is_kinesis:
         launcher.kclpy_jars()
-        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint)
+        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source")
         stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
         argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None)
         schema = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
@@ -202,7 +203,8 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     if path.is_kinesis:
         # The stock daemon would wait 1-30 s, then shardSyncIntervalMillis, before a new path's first lease.
         leases.create_initial_leases(path, read_properties(properties),
-                                     clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3), kinesis_client)
+                                     clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl"),
+                                     kinesis_client)
     launcher.exec_daemon(properties, stream_arn=stream_arn, argv=argv, extra_env=extra_env)
 
 
@@ -224,7 +226,8 @@ def status(properties: Path | None, as_json: bool, watch: bool, interval: float,
     from replicator.kcl import status as status_module
     from replicator.kcl.streams import source_stream
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
-    lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    clients.check_location(path.source_region, path.source_endpoint, "source")  # first: the lease's defaults
+    lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl")
     stream = source_stream(path)
 
     def read() -> list[Any]:
@@ -384,7 +387,7 @@ def _key_schema_option(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @binlog.command("put")
-@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("file", type=click.File("rb"), default="-")  # decoded line by line: a bad byte names its line
 @click.option("--stream", required=True, help="The Kinesis stream.")
 @click.option("--region", default="us-east-1", show_default=True)
 @click.option("--endpoint", help="Kinesis endpoint (e.g. the local server's).")
@@ -397,15 +400,16 @@ def binlog_put(file: Any, stream: str, region: str, endpoint: str | None, keys: 
     Each line is {"Action": "PutItem", "Data": ITEM}, {"Action": "DeleteItem", "Data": KEY} or
     {"Action": "BatchWrite", "Data": [ITEM or {"Delete": KEY}, ...]}, items in DynamoDB JSON or plain JSON.
     Each record is keyed by its item's key, so one item's actions stay in order on one shard. A bad line
-    stops with its number: every line before it was sent, nothing from it on.
+    (not an action, not UTF-8, or one DynamoDB would refuse: an empty key, a number beyond its range) stops
+    with its number: every line before it was sent, nothing from it on.
     """
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     from replicator.changes.binlog import BinlogProducer
 
-    producer = BinlogProducer(clients.kinesis(region, endpoint), stream, _key_schema_option(keys))
+    producer = BinlogProducer(clients.kinesis(region, endpoint, side=""), stream, _key_schema_option(keys))
     try:
-        sent = producer.put_lines(file)
+        sent = producer.put_lines(file, source=file.name)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise ReplicatorError(f"Kinesis stream {region}/{stream}: {error.get('Code')}: {error.get('Message')}; "

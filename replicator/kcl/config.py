@@ -339,8 +339,13 @@ def read_properties(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise ReplicatorError(f"properties file {path} not found: check the path, or write one with `replicator run`")
     props = Properties()
-    with open(path, "rb") as src:
-        props.load(src, "utf-8")
+    try:
+        with open(path, "rb") as src:
+            props.load(src, "utf-8")
+    except UnicodeDecodeError:
+        # The file is read as UTF-8 (what `replicator run` writes); an old Java file may be ISO-8859-1.
+        raise ReplicatorError(f"properties file {path} is not UTF-8 text: save it as UTF-8 (from ISO-8859-1: "
+                              "iconv -f ISO-8859-1 -t UTF-8)") from None
     return {key: props[key].data for key in props}
 
 

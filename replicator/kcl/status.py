@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from replicator.kcl.config import ReplicationPath
 from replicator.kcl.streams import SourceStream
-from replicator.errors import ReplicatorError
+from replicator.errors import CREDENTIALS_FIX, ReplicatorError, client_error
 
 PAGE = 1000
 
@@ -61,7 +61,13 @@ def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) 
                 f"lease table {table} does not exist in {path.lease_region}: this path has never run "
                 "(or check --task-name and --kcl-region)"
             ) from None
-        raise
+        raise ReplicatorError(f"cannot read lease table {table} in {path.lease_region}: {client_error(exc)}") from None
+    except NoCredentialsError:
+        raise ReplicatorError(f"no AWS credentials found: {CREDENTIALS_FIX}") from None
+    except BotoCoreError as exc:
+        where = path.lease_endpoint or path.lease_region
+        raise ReplicatorError(f"cannot reach lease table {table} at {where}: {exc}; check --kcl-endpoint (by default "
+                              "--source-endpoint) and the network") from None
     result = []
     for lease in sorted(leases, key=lambda item: item["leaseKey"]["S"]):
         shard_id = lease["leaseKey"]["S"]
@@ -132,9 +138,9 @@ def snapshots(
         error = None
         try:
             shards = read()
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ReplicatorError) as exc:
             if not taken:
                 raise
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, ReplicatorError) else f"{type(exc).__name__}: {exc}"
         taken += 1
         yield Snapshot(now(), shards, error)

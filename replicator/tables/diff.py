@@ -26,6 +26,7 @@ from replicator.tables.compare import normalise
 from replicator.tables.spec import Table, batch_get, check_same_keys, check_segments, scan_pages
 from replicator.changes.versions import TOMBSTONE_SUFFIX, replica_view
 from replicator.changes.writer import TableWriter
+from replicator.errors import NonRetryableWriteError, ReplicatorError
 
 SAMPLE = 10
 """Keys of each kind kept for the summary (all of them are logged up to LOGGED)."""
@@ -142,7 +143,11 @@ class _Run:
 
     def _write(self, changes: list[Change], result: DiffResult) -> None:
         assert self.writer is not None
-        stats = self.writer.write(changes)
+        try:
+            stats = self.writer.write(changes)
+        except NonRetryableWriteError as exc:
+            raise ReplicatorError(f"{self.replica.spec} refused a write: {exc}; fix the cause (table, permissions), "
+                                  "then run the command again") from None
         result.written += stats.puts
         result.deleted += stats.deletes
 

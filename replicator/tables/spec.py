@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from replicator import clients
 from replicator.kcl import checks
 from replicator.changes.codec import Item, encode_item, key_id
 from replicator.changes.self_path import locate, onto_itself
-from replicator.errors import ReplicatorError
+from replicator.errors import ReplicatorError, client_error
 
 # A region is lower-case words and digits joined by dashes; a table name is 3-255 of [A-Za-z0-9_.-].
 _SPEC = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z0-9]+)+)/(?P<table>[A-Za-z0-9_.-]{3,255})$")
@@ -119,11 +121,12 @@ def describe(client: Any, spec: TableSpec, endpoint: str | None) -> dict[str, An
     )
 
 
-def open_table(text: str, endpoint: str | None, *, pool: int = 32) -> Table:
-    """Parse ``region/table``, make its client and describe it; every problem is a ReplicatorError."""
+def open_table(text: str, endpoint: str | None, *, pool: int = 32, side: str | None = None) -> Table:
+    """Parse ``region/table``, make its client and describe it; every problem is a ReplicatorError.
+    ``side`` names the endpoint's option in a message (``"source"``: --source-endpoint)."""
     spec = parse_spec(text)
     # The tools read with a few standard retries; writes go through TableWriter, which retries without end.
-    client = clients.dynamodb(spec.region, endpoint, pool=pool, retries=5)
+    client = clients.dynamodb(spec.region, endpoint, pool=pool, retries=5, side=side)
     return Table(spec=spec, client=client, endpoint=endpoint, description=describe(client, spec, endpoint))
 
 
@@ -274,7 +277,10 @@ def scan_pages(
     while True:
         if before_request is not None:
             before_request()
-        page = table.client.scan(**kwargs)
+        try:
+            page = table.client.scan(**kwargs)
+        except ClientError as exc:
+            raise ReplicatorError(f"cannot scan {table.spec}: {client_error(exc)}") from None
         if on_consumed is not None:
             on_consumed(page.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
         last = page.get("LastEvaluatedKey")
@@ -300,7 +306,10 @@ def batch_get(table: Table, keys: list[Item], *, keys_only: bool = False, sleep:
         request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT], "ConsistentRead": True, **extra}
         attempt = 0
         while request:
-            response = table.client.batch_get_item(RequestItems={table.name: request})
+            try:
+                response = table.client.batch_get_item(RequestItems={table.name: request})
+            except ClientError as exc:
+                raise ReplicatorError(f"cannot read items of {table.spec} (BatchGetItem): {client_error(exc)}") from None
             found.extend(response.get("Responses", {}).get(table.name, []))
             request = response.get("UnprocessedKeys", {}).get(table.name)
             if request:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from unit_helpers import FAKE_AWS_ENV, free_port
 
@@ -23,6 +24,17 @@ def offline_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+
+
+@pytest.fixture(autouse=True)
+def uncached_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Commands run in-process call log.configure(), whose cached loggers would escape the capture_logs of
+    every later test; the logs stay uncached here, and structlog's defaults come back after each test."""
+    configure = structlog.configure
+    monkeypatch.setattr(structlog, "configure",
+                        lambda **settings: configure(**{**settings, "cache_logger_on_first_use": False}))
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
