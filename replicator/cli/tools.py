@@ -9,7 +9,9 @@ object. Bad input is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +93,29 @@ def _emit_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, sort_keys=True))
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, ``kill``, a container's stop), handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def _resumable(what: str) -> Any:
+    """Around a resumable job (copy-table, restore-table): Ctrl-C or SIGTERM stops it the same way, each
+    segment after the page it is handling, and prints the --resume hint; exit status 130 for SIGINT, 143
+    (128 + 15) for SIGTERM, as a shell reports them."""
+
+    def terminated(*_: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        click.echo(f"replicator: interrupted: run the same command with --resume to continue {what}", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @_command
 @click.command("diff-tables")
 @click.argument("primary", metavar="PRIMARY")
@@ -119,8 +144,8 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     if repair and backfill:
         raise ReplicatorError("--repair and --backfill exclude each other: --backfill only copies, --repair compares and fixes")
     check_segments(segment, segments)
-    p = open_table(primary, source_endpoint)
-    r = open_table(replica, destination_endpoint)
+    p = open_table(primary, source_endpoint, side="source")
+    r = open_table(replica, destination_endpoint, side="destination")
     result = diff_tables(p, r, repair=repair, backfill=backfill, segment=segment, segments=segments, page_size=page_size,
                          version_attribute=version_attribute)
     click.echo(summary(result, p, r))
@@ -149,8 +174,8 @@ def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
 def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | None, destination_endpoint: str | None):  # noqa: ANN202
     from replicator.tables.spec import open_table, parse_key
 
-    p = open_table(primary, source_endpoint)
-    r = open_table(replica, destination_endpoint)
+    p = open_table(primary, source_endpoint, side="source")
+    r = open_table(replica, destination_endpoint, side="destination")
     return p, r, parse_key(key, p)
 
 
@@ -219,18 +244,15 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
     log.configure()
     check_segments(segment, segments)
     check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
-    src = open_table(source, source_endpoint)
-    dst = open_table(destination, destination_endpoint)
+    src = open_table(source, source_endpoint, side="source")
+    dst = open_table(destination, destination_endpoint, side="destination")
     check_same_keys(src, dst)
     for line in estimate(src, dst, write_units).lines():
         click.echo(line, err=line.startswith("warning"))
-    try:
+    with _resumable("the copy"):
         result = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
                             write_units=write_units, state_path=state_file, resume=resume, page_size=page_size,
                             max_in_flight=in_flight)
-    except KeyboardInterrupt:
-        click.echo("replicator: interrupted: run the same command with --resume to continue", err=True)
-        sys.exit(130)
     click.echo(f"Copied {result.copied} items from {src.spec} to {dst.spec} in {result.seconds:.1f} s "
                f"({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of {result.segments})")
     if as_json:
@@ -266,7 +288,7 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
     check_segments(segment, segments)
     jobid = jobid or new_jobid()
     check_jobid(jobid)
-    src = open_table(table, source_endpoint)
+    src = open_table(table, source_endpoint, side="source")
     click.echo(f"Backup job {jobid} of {src.spec} to {url}")
     try:
         result = backup_table(src, url, jobid=jobid, segments=segments, segment=segment, read_units=read_units,
@@ -300,8 +322,9 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
 def restore_table_command(url: str, table: str, destination_endpoint: str | None, s3_endpoint: str | None,
                           write_units: float | None, in_flight: int, resume: bool, state_file: Path | None,
                           force: bool, as_json: bool) -> None:
-    """Write the backup at URL/JOBID (backup-table's, or a DynamoDB export's .../AWSDynamoDB/<export id>)
-    into TABLE (region/table).
+    """Write the backup at URL/JOBID (backup-table's, a DynamoDB JSON full export's
+    .../AWSDynamoDB/<export id>, or a mapbox dynamodb-replicator backup-table's prefix/<jobid>) into TABLE
+    (region/table).
 
     The manifest is checked first (a missing or damaged segment is an error naming it), and the keys
     against TABLE's key schema. Interrupted, it continues with --resume. A TABLE that holds items needs
@@ -311,13 +334,10 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
     from replicator.tables.spec import open_table
 
     log.configure()
-    dst = open_table(table, destination_endpoint)
-    try:
+    dst = open_table(table, destination_endpoint, side="destination")
+    with _resumable("the restore"):
         result = restore_table(url, dst, s3_endpoint=s3_endpoint, write_units=write_units, max_in_flight=in_flight,
                                resume=resume, force=force, state_path=state_file)
-    except KeyboardInterrupt:
-        click.echo("replicator: interrupted: run the same command with --resume to continue", err=True)
-        sys.exit(130)
     click.echo(f"Restored {result.restored} items from {result.url} ({result.kind}) into {dst.spec} in "
                f"{result.seconds:.1f} s ({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of "
                f"{result.segments})")
@@ -378,8 +398,8 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         check_writable(daemon_log, "--daemon-log")
     launcher.find_java()
     launcher.classpath()
-    src = open_table(source, source_endpoint)
-    dst = open_table(destination, destination_endpoint)
+    src = open_table(source, source_endpoint, side="source")
+    dst = open_table(destination, destination_endpoint, side="destination")
     path = bs.replication_path(src, dst, task_name, version_attribute, settings)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     if write_properties is None:

@@ -8,7 +8,8 @@ consumed per second with token buckets fed by each response's ConsumedCapacity.
 After each page is durable in the destination, the segment's LastEvaluatedKey goes to a state file
 (written whole and renamed, so a crash leaves the old one or the new one). ``--resume`` starts each
 segment after its last saved key, so a crash or Ctrl-C re-copies at most the page each segment was
-writing; puts are idempotent, so that page is written again harmlessly.
+writing; puts are idempotent, so that page is written again harmlessly. The state file is created 0600:
+its keys are the table's data. SIGTERM is handled as Ctrl-C (the CLI), so a stopped copy can be resumed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, Self
 
 from replicator import log
 from replicator.changes.codec import Change, Item, decode_item, encode_item
-from replicator.errors import ReplicatorError
+from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.tables.spec import Table, check_same_keys, check_segments, scan_pages
 from replicator.changes.writer import TableWriter
 
@@ -185,11 +186,16 @@ class CopyState:
     destination: str
     segments: int
     positions: dict[int, SegmentState]
+    identity: str = ""
+    """What exactly is being read, where the source can be replaced under the same name (a backup's
+    manifest): a resume against other content is refused. Empty for a table."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     tool: ClassVar[str] = "copy-table"
     work: ClassVar[str] = "copy"
     """What the messages call the job: restore-table keeps its segments in the same kind of file."""
+    content: ClassVar[str] = "table"
+    replaced: ClassVar[str] = "it was replaced"
 
     def save(self) -> None:
         with self._lock:
@@ -197,13 +203,16 @@ class CopyState:
                 "source": self.source,
                 "destination": self.destination,
                 "segments": self.segments,
+                "identity": self.identity,
                 "positions": {
                     str(s): {"last_key": encode_item(p.last_key) if p.last_key else None, "done": p.done, "copied": p.copied}
                     for s, p in self.positions.items()
                 },
             }
             tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(payload))
+            tmp.unlink(missing_ok=True)  # left by a crash; a new file gets the mode below
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(json.dumps(payload))
             os.replace(tmp, self.path)
 
     @classmethod
@@ -214,7 +223,8 @@ class CopyState:
                 int(s): SegmentState(decode_item(p["last_key"]) if p["last_key"] else None, bool(p["done"]), int(p["copied"]))
                 for s, p in payload["positions"].items()
             }
-            return cls(path, payload["source"], payload["destination"], int(payload["segments"]), positions)
+            return cls(path, payload["source"], payload["destination"], int(payload["segments"]), positions,
+                       str(payload.get("identity", "")))
         except FileNotFoundError:
             raise ReplicatorError(f"--resume: no state file {path}: run without --resume to start the {cls.work}") from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -222,7 +232,7 @@ class CopyState:
 
     @classmethod
     def start_or_resume(cls, path: Path, source: str, destination: str, *, resume: bool, segments: int | None,
-                        segment: int | None, default_segments: Callable[[], int]) -> Self:
+                        segment: int | None, default_segments: Callable[[], int], identity: str = "") -> Self:
         """The saved state with ``resume`` (checked against this run's arguments), else a new one, saved.
 
         A new job refuses to start over an existing state file: that would forget an interrupted job's
@@ -238,6 +248,10 @@ class CopyState:
                 raise ReplicatorError(f"state file {path} was written with --segments {state.segments}, not {segments}")
             if segment is not None and set(state.positions) != {segment}:
                 raise ReplicatorError(f"state file {path} holds segments {sorted(state.positions)}, not --segment {segment}")
+            if state.identity != identity:
+                raise ReplicatorError(f"state file {path} is of another {cls.content} than the one at {source} now "
+                                      f"({cls.replaced}): resuming would mix the two; delete the state file and "
+                                      f"start the {cls.work} again")
             return state
         if path.exists():
             raise ReplicatorError(
@@ -246,9 +260,28 @@ class CopyState:
             )
         total = segments or default_segments()
         mine = [segment] if segment is not None else list(range(total))
-        state = cls(path, source, destination, total, {s: SegmentState() for s in mine})
+        state = cls(path, source, destination, total, {s: SegmentState() for s in mine}, identity)
         state.save()
         return state
+
+
+def check_state_path(path: Path) -> None:
+    """One line unless a state file can be written at ``path``, found by creating and removing a probe
+    file beside it (a permission check is no answer for root or a read-only filesystem), so a refused run
+    has written nothing, neither a table nor a file."""
+    where = path.parent
+    if path.is_dir():
+        raise ReplicatorError(f"--state-file {path} is a directory: give a file, e.g. {path / 'state.json'}")
+    if not where.is_dir():
+        raise ReplicatorError(f"--state-file {path} cannot be written: {where} is not a directory; create it, or "
+                              "choose another place")
+    probe = where / f".{path.name}.probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ReplicatorError(f"--state-file {path} cannot be written: {exc.strerror} in {where}; choose another "
+                              "place, or fix its permissions") from None
 
 
 def default_state_path(source: Table, destination: Table, segment: int | None) -> Path:
@@ -395,6 +428,7 @@ def copy_table(
     check_segments(segment, segments)
     check_same_keys(source, destination)
     state_path = state_path or default_state_path(source, destination, segment)
+    check_state_path(state_path)
     state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
                                       segments=segments, segment=segment,
                                       default_segments=lambda: default_segments(source))
@@ -418,7 +452,11 @@ def copy_table(
                                       limit=page_size or DEFAULT_PAGE_SIZE,
                                       consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
             if items:
-                writer.write(put_changes(destination, items))
+                try:
+                    writer.write(put_changes(destination, items))
+                except NonRetryableWriteError as exc:
+                    raise ReplicatorError(f"{destination.spec} refused a write: {exc}; fix the cause (table, "
+                                          "permissions), then run the same command with --resume") from None
             with count_lock:
                 copied[0] += len(items)
             position.copied += len(items)

@@ -1,18 +1,24 @@
-"""restore-table: a backup's items (backup-table's, or a DynamoDB export's) written into a table.
+"""restore-table: a backup's items (backup-table's, a DynamoDB export's, mapbox's) written into a table.
 
-It reads ``URL/<jobid>`` written by backup-table (see ``backup``), or a DynamoDB export to S3,
-``.../AWSDynamoDB/<export id>``, through its ``manifest-files.json`` (a JSON line per data file under
-``data/``, with the file's item count and MD5). Each segment or data file is read as a gzip stream, line by
-line, and written in batches of 250 items through the daemon's writer (BatchWriteItem, several requests in
-flight, retried until durable), rate-capped by ``--write-units`` as copy-table is.
+It reads ``URL/<jobid>`` written by backup-table (see ``backup``); a DynamoDB JSON full export to S3,
+``.../AWSDynamoDB/<export id>``, through its ``manifest-files.json`` (a JSON line per data file, with the
+file's whole key in the bucket, item count and MD5); or ``prefix/<jobid>`` written by mapbox's
+dynamodb-replicator ``backup-table`` (``<jobid>/<segment>``, gzip, one bare DynamoDB JSON item per line,
+no manifest), since teams moving off that tool hold such backups. Each segment or data file is read as a
+gzip stream, line by line, and written in batches of 250 items through the daemon's writer
+(BatchWriteItem, several requests in flight, retried until durable), rate-capped by ``--write-units`` as
+copy-table is.
 
 The rules it keeps:
 
-* Only a complete backup is restored. Its manifest must exist (a backup run that died wrote none), and
-  every segment must exist with the size the manifest gives before anything is written. Each segment's
-  MD5 and item count are checked as it is read: reading it twice would double the restore's reads, so a
-  segment whose bytes are damaged (same size, other content) is found at its end, after its items were
-  written; the restore then stops naming it, without marking it done.
+* Only a complete backup is restored. Its manifest must exist (a backup run that died wrote none), must
+  list every segment 0 to N-1 once, with counts adding up to its itemCount and keys inside the backup's
+  own folder (an export's likewise, against its summary), and every segment must exist with the size the
+  manifest gives, all before anything is written. A URL one level off (a manifest file, a folder inside
+  an export, a prefix holding several backups or exports) is refused naming the folder to give. Each
+  segment's MD5 and item count are checked as it is read: reading it twice would double the restore's
+  reads, so a segment whose bytes are damaged (same size, other content) is found at its end, after its
+  items were written; the restore then stops naming it, without marking it done.
 * Keys must fit the table, checked before writing: the backup's key schema (from its manifest) against
   the table's, and the first item. Every item's key is checked as it is read too, so an item that does not
   fit stops the restore with its segment and line rather than with DynamoDB's ValidationException.
@@ -20,14 +26,19 @@ The rules it keeps:
   any of the same keys and leaves the others, which a restore should not do unasked.
 * Resumable as copy-table is: after each batch is durable, the segment's count of lines written goes to a
   state file; ``--resume`` skips the segments done and, in the others, the lines already written (read
-  again, not written). At most one batch per segment is written twice, and puts are idempotent.
+  again, not written). At most one batch per segment is written twice, and puts are idempotent. The
+  state file records a digest of the manifest (its time, each file's key, count, size and MD5), and a
+  resume against another backup under the same name (``backup-table --overwrite``) is refused: skipping
+  the old backup's line counts in the new one's segments would mix the two.
 * Memory stays flat whatever the backup's size: a segment is a stream, and a batch is 250 items.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import re
 import threading
 import time
 import zlib
@@ -41,13 +52,16 @@ from replicator.changes.writer import TableWriter
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.tables.backup import FORMAT, manifest_key
 from replicator.tables.copy import (
-    DEFAULT_PAGE_SIZE, MAX_SEGMENT_THREADS, CopyState, ProgressReporter, put_changes, rate_limit, run_segments,
+    DEFAULT_PAGE_SIZE, MAX_SEGMENT_THREADS, CopyState, ProgressReporter, check_state_path, put_changes, rate_limit,
+    run_segments,
 )
 from replicator.tables.spec import Table, check_item_key, key_schema_of, scan_pages, show_keys
-from replicator.tables.store import HashingReader, Store, open_job
+from replicator.tables.store import HashingReader, S3Store, Store, open_job
 
 EXPORT_MANIFEST = "manifest-files.json"
 EXPORT_SUMMARY = "manifest-summary.json"
+FULL_EXPORTS = "restore-table reads DynamoDB JSON full exports only"
+_SEGMENT_NAME = re.compile(r"^(0|[1-9][0-9]*)$")
 
 _log = log.get("replicator.tables.restore")
 
@@ -62,16 +76,21 @@ class BackupFile:
     items: int | None
     size: int | None
     md5: str | None
+    bare: bool = False
+    """Lines are bare items (mapbox's backup-table), not ``{"Item": ...}``."""
 
 
 @dataclass
 class Backup:
     url: str
     kind: str
-    """``backup-table`` or ``dynamodb-export``."""
+    """``backup-table``, ``dynamodb-export`` or ``mapbox-backup``."""
     files: list[BackupFile]
     key_schema: list[tuple[str, str]] | None
-    """Known from a backup-table manifest; an export's manifests do not give it."""
+    """Known from a backup-table manifest; an export's manifests and mapbox's backups do not give it."""
+    identity: str = ""
+    """A digest of what the manifest says (its time, each file's key, count, size and MD5): a resume
+    against a backup replaced under the same name is refused by it."""
 
     @property
     def items(self) -> int:
@@ -83,6 +102,8 @@ class RestoreState(CopyState):
 
     tool = "restore-table"
     work = "restore"
+    content = "backup"
+    replaced = "the backup under that name was replaced since, e.g. by backup-table --overwrite"
 
 
 def default_state_path(name: str, destination: Table) -> Path:
@@ -100,41 +121,115 @@ def _json(store: Store, key: str, what: str) -> Any:
 
 
 def find_backup(store: Store, name: str) -> Backup:
-    """The backup at ``store/name`` from its manifest; one error when there is no complete one."""
+    """The backup at ``store/name`` from its manifest (or, for mapbox's backup-table, its segments); one
+    error when there is no complete one, naming the folder to give when the URL is one level off."""
     url = store.url_of(name)
     if store.exists(manifest_key(name)):
         return _our_backup(store, name)
     if store.exists(f"{name}/{EXPORT_MANIFEST}"):
         return _export(store, name)
     found = store.keys(name)
+    _refuse_one_level_off(store, name, found)
+    mapbox = _mapbox_backup(store, name, found)
+    if mapbox is not None:
+        return mapbox
     why = (f"{len(found)} objects are there but not the manifest: the backup did not finish (or is still running)"
            if found else "nothing is there")
     raise ReplicatorError(f"no complete backup at {url}: {store.url_of(manifest_key(name))} does not exist, nor "
                           f"a DynamoDB export's {url}/{EXPORT_MANIFEST}; {why}")
 
 
+def _refuse_one_level_off(store: Store, name: str, found: list[str]) -> None:
+    """A URL that names a file of a backup, a folder inside an export, or a folder of several backups or
+    exports: one error naming the folder to give instead."""
+    url = store.url_of(name)
+    if store.exists(name):
+        if name.endswith(".manifest.json"):
+            folder = store.url_of(name[: -len(".manifest.json")])
+            raise ReplicatorError(f"{url} is a backup's manifest: give the backup's folder, {folder}")
+        what = "a DynamoDB export's manifest" if name in (EXPORT_MANIFEST, EXPORT_SUMMARY) else "a file"
+        raise ReplicatorError(f"{url} is {what}, not a backup's folder: give the folder, {store.url}")
+    if store.exists(EXPORT_MANIFEST):
+        raise ReplicatorError(f"{url} is inside the DynamoDB export at {store.url}: give that folder, {store.url}")
+    exports = sorted(k[: -len(EXPORT_MANIFEST) - 1] for k in found if k.endswith(f"/{EXPORT_MANIFEST}"))
+    if exports:
+        raise ReplicatorError(f"{url} holds {len(exports)} DynamoDB exports, not one: give an export's folder, "
+                              + " or ".join(store.url_of(e) for e in exports[:3]))
+    backups = sorted(k[: -len(".manifest.json")] for k in found if k.endswith(".manifest.json"))
+    if backups:
+        raise ReplicatorError(f"{url} holds {len(backups)} backups, not one: give a backup's folder URL/<jobid>, "
+                              + " or ".join(store.url_of(b) for b in backups[:3]))
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _under(key: str, folder: str) -> str | None:
+    """``key`` relative to ``folder`` when it lies inside it (no ``..``, ``.`` or empty part), else None."""
+    if not key.startswith(folder + "/"):
+        return None
+    rest = key[len(folder) + 1 :]
+    return rest if all(part not in ("", ".", "..") for part in rest.split("/")) else None
+
+
 def _our_backup(store: Store, name: str) -> Backup:
+    """A backup-table backup. Its manifest's files must be every segment 0 to N-1 once, their counts must
+    add up to its itemCount, and every key must lie in the backup's own folder: a manifest edited or cut
+    short would otherwise restore part of the backup, or another's, and say nothing."""
     key = manifest_key(name)
+    where = store.url_of(key)
     manifest = _json(store, key, "a backup-table manifest")
     try:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}")
-        files = [BackupFile(f"segment {f['segment']}", str(f["key"]), int(f["itemCount"]), int(f["bytes"]),
+        files = [BackupFile(f"segment {int(f['segment'])}", str(f["key"]), int(f["itemCount"]), int(f["bytes"]),
                             str(f["md5Checksum"])) for f in manifest["files"]]
+        segments, total = int(manifest["segments"]), int(manifest["itemCount"])
+        listed = [int(f["segment"]) for f in manifest["files"]]
         key_schema = key_schema_of(manifest)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ReplicatorError(f"{store.url_of(key)} is not a backup-table manifest ({exc})") from None
-    return Backup(store.url_of(name), "backup-table", files, key_schema)
+        raise ReplicatorError(f"{where} is not a backup-table manifest ({exc})") from None
+    if segments < 1 or sorted(listed) != list(range(segments)):
+        missing = sorted(set(range(segments)) - set(listed))
+        raise ReplicatorError(f"{where} is damaged: it lists segments {_ranges(listed)} of {segments} (missing "
+                              f"{_ranges(missing)}, each once): restore from another backup, or back up again")
+    if sum(f.items or 0 for f in files) != total:
+        raise ReplicatorError(f"{where} is damaged: its segments hold {sum(f.items or 0 for f in files)} items but "
+                              f"its itemCount is {total}: restore from another backup, or back up again")
+    for f in files:
+        if _under(f.key, name) is None:
+            raise ReplicatorError(f"{where} is damaged: {f.name} is {f.key!r}, outside the backup's folder "
+                                  f"{store.url_of(name)}: restore from another backup, or back up again")
+    files.sort(key=lambda f: int(f.name.split()[1]))
+    identity = _digest(manifest.get("created"), [(f.key, f.items, f.size, f.md5) for f in files])
+    return Backup(store.url_of(name), "backup-table", files, key_schema, identity)
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    return ", ".join(str(n) for n in sorted(numbers)[:10]) + (", ..." if len(numbers) > 10 else "")
 
 
 def _export(store: Store, name: str) -> Backup:
+    """A DynamoDB export. Only a full export in DynamoDB JSON holds the table as lines restore-table reads.
+    Each data file is found by its whole ``dataFileS3Key`` (a key in the bucket), which must lie inside
+    the export's folder, and the files' counts must add up to the summary's itemCount."""
+    url = store.url_of(name)
     summary_key = f"{name}/{EXPORT_SUMMARY}"
+    summary: dict[str, Any] = {}
     if store.exists(summary_key):
         summary = _json(store, summary_key, "a DynamoDB export summary")
-        if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON" or summary.get("exportType") == "INCREMENTAL_EXPORT":
-            raise ReplicatorError(
-                f"{store.url_of(name)} is a {summary.get('exportType', 'FULL_EXPORT')} in "
-                f"{summary.get('outputFormat')}: restore-table reads full exports in DYNAMODB_JSON")
+        if not isinstance(summary, dict):
+            raise ReplicatorError(f"{store.url_of(summary_key)} is not a DynamoDB export summary")
+        if summary.get("exportType", "FULL_EXPORT") != "FULL_EXPORT":
+            raise ReplicatorError(f"{FULL_EXPORTS}: {url} is an incremental export ({summary.get('exportType')}), "
+                                  "the changes of a period rather than the table; restore a full export")
+        if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
+            raise ReplicatorError(f"{FULL_EXPORTS}: {url} is an export in {summary.get('outputFormat')}; export the "
+                                  "table again with ExportFormat DYNAMODB_JSON")
+    folder = _export_folder(store, name, summary)
     key = f"{name}/{EXPORT_MANIFEST}"
     files = []
     for number, line in enumerate(store.read(key).decode("utf-8").splitlines(), 1):
@@ -142,12 +237,78 @@ def _export(store: Store, name: str) -> Backup:
             continue
         try:
             entry = json.loads(line)
-            data_file = str(entry["dataFileS3Key"]).rsplit("/", 1)[-1]
-            files.append(BackupFile(f"data file {data_file}", f"{name}/data/{data_file}", int(entry["itemCount"]), None,
-                                    entry.get("md5Checksum")))
+            data_key = str(entry["dataFileS3Key"])
+            md5 = entry.get("md5Checksum")
+            files.append(BackupFile(f"data file {data_key.rsplit('/', 1)[-1]}", data_key, int(entry["itemCount"]),
+                                    None, str(md5) if md5 is not None else None))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReplicatorError(f"{store.url_of(key)} line {number} is not a DynamoDB export manifest entry ({exc})") from None
-    return Backup(store.url_of(name), "dynamodb-export", files, None)
+        if data_key.endswith(".ion.gz"):
+            raise ReplicatorError(f"{FULL_EXPORTS}: {url} is an export in ION; export the table again with "
+                                  "ExportFormat DYNAMODB_JSON")
+        rest = _under(data_key, folder)
+        if rest is None:
+            raise ReplicatorError(f"{store.url_of(key)} line {number} is damaged: dataFileS3Key {data_key!r} is "
+                                  f"outside the export's folder {folder}/: restore from another export")
+        files[-1] = BackupFile(files[-1].name, f"{name}/{rest}", files[-1].items, None, files[-1].md5)
+    listed = sum(f.items or 0 for f in files)
+    if "itemCount" in summary and listed != int(summary["itemCount"]):
+        raise ReplicatorError(f"{store.url_of(key)} is damaged: its data files hold {listed} items but "
+                              f"{EXPORT_SUMMARY} says {summary['itemCount']}: restore from another export")
+    if not files and "itemCount" not in summary:
+        raise ReplicatorError(f"{store.url_of(key)} lists no data files and there is no {EXPORT_SUMMARY} to say the "
+                              "table was empty: restore from another export")
+    identity = _digest(summary.get("exportArn"), summary.get("endTime"), [(f.key, f.items, f.md5) for f in files])
+    return Backup(url, "dynamodb-export", files, None, identity)
+
+
+def _export_folder(store: Store, name: str, summary: dict[str, Any]) -> str:
+    """The export's folder as its bucket names it, which dataFileS3Key is relative to: from the summary's
+    manifestFilesS3Key (right even when the export was copied elsewhere), else the S3 URL's own prefix."""
+    manifest = summary.get("manifestFilesS3Key")
+    if isinstance(manifest, str) and manifest.endswith(f"/{EXPORT_MANIFEST}"):
+        return manifest[: -len(EXPORT_MANIFEST) - 1]
+    if isinstance(store, S3Store):
+        return store._key(name)
+    raise ReplicatorError(f"{store.url_of(name)} has no {EXPORT_SUMMARY} (with manifestFilesS3Key) to tell where its "
+                          "data files are: copy the whole export folder")
+
+
+def _mapbox_backup(store: Store, name: str, found: list[str]) -> Backup | None:
+    """A backup by mapbox's dynamodb-replicator ``backup-table``: ``<jobid>/<segment>`` objects, gzip, one bare
+    DynamoDB JSON item per line, no manifest and no markers. Told from an unfinished backup of ours by its
+    lines (ours are ``{"Item": ...}``) and the absence of markers. With no manifest, only a gap in the
+    segment numbers shows a missing segment; the key schema comes from the destination table."""
+    if not found or store.keys(f"{name}.segments"):
+        return None
+    numbers = [rest for rest in (k[len(name) + 1 :] for k in found)]
+    if not all(_SEGMENT_NAME.match(n) for n in numbers):
+        return None
+    segments = sorted(int(n) for n in numbers)
+    first = next((line for line in (_first_line(store, f"{name}/{s}") for s in segments) if line != {}), None)
+    if first is None or list(first) == ["Item"]:
+        return None
+    if segments != list(range(len(segments))):
+        missing = sorted(set(range(segments[-1] + 1)) - set(segments))
+        raise ReplicatorError(f"the mapbox backup at {store.url_of(name)} lacks segments {_ranges(missing)} of 0 to "
+                              f"{segments[-1]}: restore it once every segment's backup-table run has finished")
+    files = [BackupFile(f"segment {s}", f"{name}/{s}", None, None, None, bare=True) for s in segments]
+    identity = _digest([(f.key, store.size(f.key)) for f in files])
+    return Backup(store.url_of(name), "mapbox-backup", files, None, identity)
+
+
+def _first_line(store: Store, key: str) -> dict[str, Any] | None:
+    """The first line of a gzip object as a JSON object; None when it is not one (or the object is empty)."""
+    stream = store.open_read(key)
+    try:
+        with gzip.GzipFile(fileobj=stream, mode="rb") as lines:
+            line = lines.readline()
+        value = json.loads(line) if line else {}
+    except (EOFError, OSError, zlib.error, ValueError):
+        return None
+    finally:
+        stream.close()
+    return value if isinstance(value, dict) else None
 
 
 def check_files(store: Store, backup: Backup) -> None:
@@ -168,9 +329,11 @@ def _items(stream: Any, f: BackupFile) -> Any:
         with gzip.GzipFile(fileobj=stream, mode="rb") as lines:
             for number, line in enumerate(lines, 1):
                 try:
-                    item = decode_item(json.loads(line)["Item"])
+                    value = json.loads(line)
+                    item = decode_item(value if f.bare else value["Item"])
                 except (ValueError, KeyError, TypeError, AttributeError, RecordFormatError) as exc:
-                    raise ReplicatorError(f"{f.name} line {number} is not an item line {{\"Item\": ...}} ({exc})") from None
+                    shape = "a DynamoDB JSON item" if f.bare else "an item line {\"Item\": ...}"
+                    raise ReplicatorError(f"{f.name} line {number} is not {shape} ({exc})") from None
                 yield number, item
     except (EOFError, OSError, zlib.error) as exc:
         raise ReplicatorError(f"{f.name} is damaged after line {number}: not a whole gzip stream ({exc})") from None
@@ -259,6 +422,7 @@ def restore_table(
     check_files(store, backup)
     check_keys(store, backup, destination)
     state_path = state_path or default_state_path(name, destination)
+    check_state_path(state_path)
     # An interrupted restore's state file is answered first (by start_or_resume: pass --resume), since the
     # table it left is not empty either.
     if not (resume or force or state_path.exists()) and not is_empty(destination):
@@ -266,7 +430,7 @@ def restore_table(
                               "table's; pass --force to write into it anyway")
     total = len(backup.files)
     state = RestoreState.start_or_resume(state_path, backup.url, str(destination.spec), resume=resume, segments=total,
-                                         segment=None, default_segments=lambda: total)
+                                         segment=None, default_segments=lambda: total, identity=backup.identity)
 
     writes = rate_limit(write_units)
     writer = TableWriter(destination.client, destination.name, max_in_flight=max_in_flight,

@@ -15,7 +15,10 @@ restore-table do not care which. The rules it keeps:
 * Every object written or read counts its bytes and MD5 (base64, as DynamoDB's export manifests give
   it), so a manifest can record what a reader must find, and a reader can tell when it did not.
 * Expected failures are one clear :class:`ReplicatorError`: a malformed URL, a missing bucket, access
-  denied, an endpoint that does not answer.
+  denied, an endpoint that does not answer, a directory that cannot be written (found by writing a probe
+  file before any scan, since a permission check is no answer for root or a read-only filesystem).
+* On local disk a backup is a full copy of the table: its files are created 0600 and its folders 0700,
+  whatever the umask lets others read.
 """
 
 from __future__ import annotations
@@ -316,9 +319,12 @@ class DirStore(Store):
             raise ReplicatorError(f"{self.root} is not a directory: {URL_HELP}")
         if create:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(_private_file(probe := self.root / f".write-probe-{uuid.uuid4().hex[:8]}"))
+                probe.unlink()
             except OSError as exc:
-                raise ReplicatorError(f"cannot create the directory {self.root}: {exc.strerror}") from None
+                raise ReplicatorError(f"cannot write into the directory {self.root}: {exc.strerror}; choose a "
+                                      "directory you can write, or fix its permissions") from None
         elif not self.root.is_dir():
             raise ReplicatorError(f"directory {self.root} does not exist")
 
@@ -360,10 +366,10 @@ class _FileWriter(ObjectWriter):
 
     def __init__(self, path: Path, key: str) -> None:
         super().__init__(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._path = path
         self._tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-        self._file = open(self._tmp, "wb")
+        self._file = os.fdopen(_private_file(self._tmp), "wb")
 
     def _put(self, data: bytes) -> None:
         self._file.write(data)
@@ -380,6 +386,11 @@ class _FileWriter(ObjectWriter):
         self._tmp.unlink(missing_ok=True)
 
 
+def _private_file(path: Path) -> int:
+    """A new file only its owner can read and write (0600), opened for writing: its descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
 # --- URLs ----------------------------------------------------------------------------------------
 
 
@@ -393,7 +404,7 @@ def open_store(url: str, *, region: str, s3_endpoint: str | None = None) -> Stor
         bucket = parsed.netloc
         if not _BUCKET.match(bucket):
             raise ReplicatorError(f"{url!r} does not name a valid S3 bucket: {URL_HELP}")
-        return S3Store(clients.s3(region, s3_endpoint), bucket, parsed.path, s3_endpoint)
+        return S3Store(clients.s3(region, s3_endpoint, side="s3"), bucket, parsed.path, s3_endpoint)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost") or not parsed.path:
             raise ReplicatorError(f"{url!r} is not a local file URL: write file:///absolute/path")

@@ -8,6 +8,9 @@ import hashlib
 import json
 import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from replicator.tables.copy import ProgressReporter
 from replicator.tables.restore import restore_table
 from replicator.tables.spec import open_table
 from replicator.tables.store import open_store
+from unit_helpers import VENV_BIN, endpoint_client, unique_table
 
 REGION = "us-east-1"
 BUCKET = "backups"
@@ -461,3 +465,289 @@ def test_the_local_server_starts_responses_without_a_body():
     app = SerialisedRequests(head)
     assert list(app({"REQUEST_METHOD": "HEAD"}, lambda *a: None)) == [b""] and closed == [True]
     assert list(SerialisedRequests(lambda e, s: [b"a", b"b"])({}, lambda *a: None)) == [b"a", b"b"]
+
+
+# --- hardening (issue 17) ------------------------------------------------------------------------
+
+
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, items: int) -> Any:
+    """TableWriter.write raises KeyboardInterrupt once ``items`` are durable; returns the real write."""
+    real_write = TableWriter.write
+    durable = {"items": 0}
+
+    def write(self: TableWriter, changes: Any) -> Any:
+        if durable["items"] >= items:
+            raise KeyboardInterrupt
+        stats = real_write(self, changes)
+        durable["items"] += len(changes)
+        return stats
+
+    monkeypatch.setattr(TableWriter, "write", write)
+    return real_write
+
+
+def test_resume_against_a_backup_replaced_under_the_same_jobid_is_refused(aws, monkeypatch):
+    """A resume skips, in each segment, the lines its state file counts as written: against another backup
+    under the same jobid that would keep the old backup's items and skip the new one's."""
+    client, _ = aws
+    back_up(jobid="nightly")
+    real_write = interrupt_after(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        restore(f"s3://{BUCKET}/nightly/nightly", readers=1, batch_items=3)
+    monkeypatch.setattr(TableWriter, "write", real_write)
+    written = count(client, "dst")
+    state_file = Path(".restore-table.nightly.us-east-1.dst.json")
+    before = state_file.read_bytes()
+    client.put_item(TableName="src", Item={"pk": {"S": "new"}, "sk": {"N": "1000"}})
+    back_up(jobid="nightly", overwrite=True)
+    with pytest.raises(ReplicatorError, match=r"state file .* is of another backup than the one at "
+                                              r"s3://backups/nightly/nightly now \(the backup under that name was "
+                                              r"replaced since, e.g. by backup-table --overwrite\): resuming would mix"):
+        restore(f"s3://{BUCKET}/nightly/nightly", resume=True)
+    assert count(client, "dst") == written and state_file.read_bytes() == before
+    # The same backup resumes as before.
+    state_file.unlink()
+    restore(f"s3://{BUCKET}/nightly/nightly", force=True)
+    assert count(client, "dst") == ITEMS + 1
+
+
+def edit_manifest(root: Path, jobid: str, change: Any) -> None:
+    path = root / f"{jobid}.manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: m.update(files=m["files"][:2]), r"it lists segments 0, 1 of 3 \(missing 2, each once\)"),
+    (lambda m: m.update(files=[]), r"it lists segments none of 3 \(missing 0, 1, 2, each once\)"),
+    (lambda m: m.update(files=[*m["files"], m["files"][0]]), r"it lists segments 0, 0, 1, 2 of 3 \(missing none, each once\)"),
+    (lambda m: m.update(itemCount=m["itemCount"] + 1), rf"its segments hold {ITEMS} items but its itemCount is {ITEMS + 1}"),
+    (lambda m: m["files"][0].update(key="../other/0"), r"segment 0 is '\.\./other/0', outside the backup's folder"),
+    (lambda m: m["files"][0].update(key="other/0"), r"segment 0 is 'other/0', outside the backup's folder"),
+    (lambda m: m["files"][0].update(key="job/../other/0"), r"segment 0 is 'job/\.\./other/0', outside"),
+])
+def test_a_manifest_that_does_not_account_for_every_segment_is_refused_before_any_write(aws, tmp_path, change, expected):
+    client, _ = aws
+    root = tmp_path / "bk"
+    back_up(str(root), jobid="other")
+    back_up(str(root), jobid="job")
+    edit_manifest(root, "job", change)
+    with pytest.raises(ReplicatorError, match=rf"{root}/job\.manifest\.json is damaged: {expected}"):
+        restore(str(root / "job"))
+    assert count(client, "dst") == 0 and not list(tmp_path.glob(".restore-table*"))
+
+
+def test_export_data_files_are_found_by_their_whole_key_inside_the_export(aws):
+    client, s3 = aws
+    items = client.scan(TableName="src")["Items"]
+    export = "exports/AWSDynamoDB/01700000000002-00000000"
+    write_export(s3, export, {"a.json.gz": items[:25], "sub/b.json.gz": items[25:]})
+    assert restore(f"s3://{BUCKET}/{export}").restored == ITEMS and equal(client)
+
+
+def edit_export(s3: Any, export: str, key: str, change: Any) -> None:
+    if key == "manifest-files.json":
+        entries = [json.loads(line) for line in get(s3, f"{export}/{key}").splitlines()]
+        change(entries)
+        put(s3, f"{export}/{key}", "".join(json.dumps(e) + "\n" for e in entries).encode())
+    else:
+        summary = json.loads(get(s3, f"{export}/{key}"))
+        change(summary)
+        put(s3, f"{export}/{key}", json.dumps(summary).encode())
+
+
+@pytest.mark.parametrize("key, change, expected", [
+    ("manifest-files.json", lambda e: e.pop(), r"manifest-files\.json is damaged: its data files hold 20 items but "
+                                               r"manifest-summary\.json says 40"),
+    ("manifest-files.json", lambda e: e.clear(), r"its data files hold 0 items but manifest-summary\.json says 40"),
+    ("manifest-files.json", lambda e: e[0].update(dataFileS3Key="exports/AWSDynamoDB/other/data/a.json.gz"),
+     r"line 1 is damaged: dataFileS3Key 'exports/AWSDynamoDB/other/data/a\.json\.gz' is outside the export's folder"),
+    ("manifest-files.json", lambda e: e[0].update(dataFileS3Key=f"{EXPORT}/data/../../other/data/a.json.gz"),
+     r"line 1 is damaged: dataFileS3Key .* is outside the export's folder"),
+    ("manifest-summary.json", lambda s: s.update(exportType="INCREMENTAL_EXPORT"),
+     r"restore-table reads DynamoDB JSON full exports only: .* is an incremental export \(INCREMENTAL_EXPORT\)"),
+    ("manifest-summary.json", lambda s: s.update(outputFormat="ION"),
+     r"restore-table reads DynamoDB JSON full exports only: .* is an export in ION"),
+])
+def test_an_export_whose_manifests_do_not_add_up_is_refused_before_any_write(aws, key, change, expected):
+    client, s3 = aws
+    items = client.scan(TableName="src")["Items"]
+    write_export(s3, EXPORT, {"a.json.gz": items[:20], "b.json.gz": items[20:]})
+    edit_export(s3, EXPORT, key, change)
+    with pytest.raises(ReplicatorError, match=expected):
+        restore(f"s3://{BUCKET}/{EXPORT}")
+    assert count(client, "dst") == 0
+
+
+EXPORT = "exports/AWSDynamoDB/01700000000003-00000000"
+
+
+def mapbox_segment(items: list[dict[str, Any]]) -> bytes:
+    """A segment as mapbox's backup-table writes it: gzip, Dyno.serialize of each item (bare DynamoDB JSON,
+    binary as base64), a newline after each."""
+    return gzip.compress("".join(json.dumps(encode_item(i), separators=(",", ":")) + "\n" for i in items).encode())
+
+
+def test_restore_reads_a_backup_of_mapboxs_backup_table(aws):
+    client, s3 = aws
+    items = client.scan(TableName="src")["Items"]
+    put(s3, "mapbox/my-job-id/0", mapbox_segment(items[:15]))
+    put(s3, "mapbox/my-job-id/1", mapbox_segment(items[15:]))
+    put(s3, "mapbox/my-job-id/2", mapbox_segment([]))
+    assert json.loads(gzip.decompress(get(s3, "mapbox/my-job-id/0")).splitlines()[0])["b"]["B"]  # base64 text
+    result = restore(f"s3://{BUCKET}/mapbox/my-job-id")
+    assert (result.kind, result.restored, result.segments) == ("mapbox-backup", ITEMS, 3)
+    assert equal(client)
+    # Its key schema comes from the destination table: a table with other keys is refused before any write.
+    with pytest.raises(ReplicatorError, match=r"segment 0 of .*, line 1: the item does not fit the key schema of "
+                                              r"us-east-1/other"):
+        restore(f"s3://{BUCKET}/mapbox/my-job-id", into="other")
+    assert count(client, "other") == 0
+
+
+def test_a_mapbox_backup_with_a_gap_in_its_segments_is_refused(aws):
+    client, s3 = aws
+    items = client.scan(TableName="src")["Items"]
+    put(s3, "mapbox/gap/0", mapbox_segment(items[:15]))
+    put(s3, "mapbox/gap/2", mapbox_segment(items[15:]))
+    with pytest.raises(ReplicatorError, match=r"the mapbox backup at s3://backups/mapbox/gap lacks segments 1 of 0 to 2"):
+        restore(f"s3://{BUCKET}/mapbox/gap")
+    assert count(client, "dst") == 0
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("exports", rf"s3://backups/exports holds 1 DynamoDB exports, not one: give an export's folder, s3://backups/{EXPORT}$"),
+    ("exports/AWSDynamoDB", rf"holds 1 DynamoDB exports, not one: give an export's folder, s3://backups/{EXPORT}$"),
+    (f"{EXPORT}/data", rf"s3://backups/{EXPORT}/data is inside the DynamoDB export at s3://backups/{EXPORT}: give that folder"),
+    (f"{EXPORT}/manifest-files.json", rf"is a DynamoDB export's manifest, not a backup's folder: give the folder, "
+                                      rf"s3://backups/{EXPORT}$"),
+    ("nightly/nightly.manifest.json", r"is a backup's manifest: give the backup's folder, s3://backups/nightly/nightly$"),
+    ("nightly", r"s3://backups/nightly holds 1 backups, not one: give a backup's folder URL/<jobid>, "
+                r"s3://backups/nightly/nightly$"),
+])
+def test_a_url_one_level_off_names_the_folder_to_give(aws, url, expected):
+    client, s3 = aws
+    write_export(s3, EXPORT, {"a.json.gz": client.scan(TableName="src")["Items"]})
+    back_up(jobid="nightly")
+    with pytest.raises(ReplicatorError, match=expected):
+        restore(f"s3://{BUCKET}/{url}")
+    assert count(client, "dst") == 0
+
+
+def test_backup_into_a_directory_it_cannot_write_is_refused_before_scanning(aws, monkeypatch):
+    scans = []
+    monkeypatch.setattr(backup_module, "scan_pages", lambda *a, **k: scans.append(1) or iter(()))
+    with pytest.raises(ReplicatorError, match=r"cannot write into the directory /proc: .*; choose a directory you "
+                                              r"can write, or fix its permissions"):
+        back_up("/proc", jobid="j")
+    assert scans == []
+    one_error_line(CliRunner().invoke(backup_table_command, ["us-east-1/src", "/proc"]),
+                   "cannot write into the directory /proc")
+
+
+@pytest.mark.parametrize("place", ["/proc/state.json", "{tmp}/missing/state.json", "{tmp}"])
+def test_a_state_file_that_cannot_be_written_is_refused_before_any_write(aws, tmp_path, place):
+    from replicator.cli.tools import copy_table_command
+    from replicator.tables.copy import copy_table
+
+    client, _ = aws
+    path = place.format(tmp=tmp_path)
+    result = back_up(str(tmp_path / "bk"))
+    with pytest.raises(ReplicatorError, match=rf"--state-file {path} (cannot be written|is a directory)"):
+        restore(result.url, state_path=Path(path))
+    with pytest.raises(ReplicatorError, match=rf"--state-file {path} (cannot be written|is a directory)"):
+        copy_table(table("src"), table("dst"), state_path=Path(path), progress=False)
+    assert count(client, "dst") == 0 and not (tmp_path / "missing").exists()
+    for command, args in ((restore_table_command, [result.url, "us-east-1/dst"]),
+                          (copy_table_command, ["us-east-1/src", "us-east-1/dst"])):
+        ran = CliRunner().invoke(command, [*args, "--state-file", path])
+        if Path(path).is_dir():  # click's own usage error (dir_okay=False), status 2 too
+            assert ran.exit_code == 2 and "is a directory" in ran.stderr
+        else:
+            one_error_line(ran, f"--state-file {path} cannot be written")
+    assert count(client, "dst") == 0
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_backups_markers_manifests_and_state_files_are_private_on_local_disk(aws, tmp_path, monkeypatch):
+    previous = os.umask(0o022)
+    try:
+        private_files(tmp_path)
+    finally:
+        os.umask(previous)
+
+
+def private_files(tmp_path: Path) -> None:
+    from replicator.tables.copy import copy_table
+
+    root = tmp_path / "bk"
+    back_up(str(root), jobid="j")
+    files = [p for p in root.rglob("*") if p.is_file()]
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    assert len(files) == 7 and len(folders) == 3  # 3 segments, 3 markers, the manifest; root, j/, j.segments/
+    assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+    assert {p.name: mode(p) for p in folders} == {p.name: 0o700 for p in folders}
+    restore(str(root / "j"), keep_state=True)
+    assert mode(Path(".restore-table.j.us-east-1.dst.json")) == 0o600
+    copy_table(table("src"), table("dst"), state_path=tmp_path / "copy.json", keep_state=True,
+               progress=False)
+    assert mode(tmp_path / "copy.json") == 0o600
+
+
+# --- SIGTERM, in a real process ------------------------------------------------------------------
+
+
+def wait_for_progress(state_file: Path, proc: Any, timeout: float = 60) -> None:
+    """Until the state file records a durable page (the job is under way), or the process ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if any(p["copied"] for p in json.loads(state_file.read_text())["positions"].values()):
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no progress within the timeout")
+
+
+@pytest.mark.parametrize("command", ["restore-table", "copy-table"])
+def test_sigterm_stops_copy_and_restore_as_ctrl_c_does_with_the_resume_hint(tmp_path, moto_endpoint, command):
+    """SIGTERM (kill, a service manager) ends the job as Ctrl-C does: each segment stops after its page, the
+    state file stays, the hint is printed, and the exit status is 143 (128 + SIGTERM) where Ctrl-C's is 130."""
+    client = endpoint_client(moto_endpoint)
+    total = 750
+    src, dst = unique_table("sigterm-src"), unique_table("sigterm-dst")
+    for name in (src, dst):
+        create_table(client, name, None)
+    for start in range(0, total, 25):
+        client.batch_write_item(RequestItems={src: [{"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "sk": {"N": str(i)},
+                                                                             "v": {"S": "x" * 100}}}}
+                                                    for i in range(start, start + 25)]})
+    state_file = tmp_path / "state.json"
+    if command == "restore-table":
+        backup = backup_table(open_table(f"{REGION}/{src}", moto_endpoint), str(tmp_path / "bk"), segments=1,
+                              progress=False)
+        # Three batches of 250 items, 2.5 s each at 100 units a second (moto charges a unit an item).
+        args = [backup.url, f"{REGION}/{dst}", "--write-units", "100", "--in-flight", "1"]
+    else:
+        args = [f"{REGION}/{src}", f"{REGION}/{dst}", "--segments", "1", "--page-size", "10", "--read-units", "2",
+                "--source-endpoint", moto_endpoint]
+    proc = subprocess.Popen([str(VENV_BIN / "replicator"), command, *args, "--destination-endpoint", moto_endpoint,
+                             "--state-file", str(state_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        wait_for_progress(state_file, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143, stderr
+    assert "replicator: interrupted: run the same command with --resume to continue" in stderr
+    assert "Traceback" not in stderr and state_file.exists()
+    assert 0 < client.scan(TableName=dst, Select="COUNT")["Count"] < total
