@@ -20,12 +20,12 @@ from replicator.kcl.config import (
     ReplicationPath,
     build_path,
     check_task_name_option,
-    check_writable,
     parse_kcl_properties,
     path_from_properties,
     read_properties,
 )
 from replicator.errors import ReplicatorError, friendly_errors
+from replicator.files import check_writable
 
 
 def _camel(kebab: str) -> str:
@@ -175,7 +175,7 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     to_write = None
     if not properties:
         properties = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
-        check_writable(to_write)
+        check_writable(to_write, "--write-properties", create_dirs=True)
     launcher.find_java()
     source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
     destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,

@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from replicator import log
-from replicator.kcl.config import check_task_name_option, check_writable, parse_kcl_properties
+from replicator.files import check_writable
+from replicator.kcl.config import check_task_name_option, parse_kcl_properties
 from replicator.kcl.launcher import stop_daemon
 from replicator.errors import friendly_errors
 
@@ -393,9 +394,9 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     settings, extra = parse_kcl_properties(kcl_properties, path_keys=bs.KCL_PATH_KEYS, options=bs.BOOTSTRAP_OPTIONS)
     check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
     if write_properties is not None:
-        check_writable(write_properties)
+        check_writable(write_properties, "--write-properties", create_dirs=True)
     if daemon_log is not None:
-        check_writable(daemon_log, "--daemon-log")
+        check_writable(daemon_log, "--daemon-log", create_dirs=True)
     launcher.find_java()
     launcher.classpath()
     src = open_table(source, source_endpoint, side="source")
@@ -403,7 +404,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     path = bs.replication_path(src, dst, task_name, version_attribute, settings)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     if write_properties is None:
-        check_writable(properties)
+        check_writable(properties, "--write-properties", create_dirs=True)
     bs.check_ready(src, dst, path)
     for line in estimate(src, dst, write_units).lines():
         click.echo(line, err=line.startswith("warning"))

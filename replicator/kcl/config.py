@@ -10,14 +10,13 @@ A Kinesis path's lease table is named like a table path's, with a prefix of its 
 
 A path onto itself is invalid (``changes.self_path``, the rule the Lambda and the tools share), and so is
 a ``--kcl-property`` of a key this module writes itself: the file must say what the checks saw. A command
-writes the file only after every check passed (``check_writable`` first), so a refused one leaves the
+writes the file only after every check passed (``files.check_writable`` first), so a refused one leaves the
 file a supervisor runs as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -254,7 +253,7 @@ class ReplicationPath(BaseModel):
         return props
 
     def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:
-        """Write the file, creating its directory; callers check_writable(path) before any other step."""
+        """Write the file, creating its directory; callers check it with files.check_writable before any other step."""
         props = Properties()
         for key, value in {**self.to_properties(), **(extra or {})}.items():
             props[key] = value
@@ -270,23 +269,6 @@ def check_task_name_option(value: str | None) -> None:
     mistake (the lease table would silently be the derived one)."""
     if value is not None and not value.strip():
         raise ReplicatorError("--task-name is empty: give the lease table's name after the prefix, or drop the option")
-
-
-def check_writable(path: Path, option: str = "--write-properties") -> None:
-    """One line unless ``path`` can be written (its missing directories created), changing nothing: a
-    refused command must not leave a file or a directory behind."""
-    if path.is_dir():
-        raise ReplicatorError(f"{option} {path} is a directory: give a file, e.g. {path / 'path.properties'}")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ReplicatorError(f"{option} {path} is not writable: fix its permissions, or choose another file")
-        return
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ReplicatorError(f"{option} {path} cannot be written: {parent} is not a writable directory; choose "
-                              "another place, or fix its permissions")
 
 
 DERIVED_KEYS = {

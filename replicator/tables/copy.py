@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Self
 from replicator import log
 from replicator.changes.codec import Change, Item, decode_item, encode_item
 from replicator.errors import NonRetryableWriteError, ReplicatorError
+from replicator.files import check_writable, private_file
 from replicator.tables.spec import Table, check_same_keys, check_segments, scan_pages
 from replicator.changes.writer import TableWriter
 
@@ -211,7 +212,7 @@ class CopyState:
             }
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.unlink(missing_ok=True)  # left by a crash; a new file gets the mode below
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            with os.fdopen(private_file(tmp), "w") as out:
                 out.write(json.dumps(payload))
             os.replace(tmp, self.path)
 
@@ -265,23 +266,11 @@ class CopyState:
         return state
 
 
-def check_state_path(path: Path) -> None:
-    """One line unless a state file can be written at ``path``, found by creating and removing a probe
-    file beside it (a permission check is no answer for root or a read-only filesystem), so a refused run
-    has written nothing, neither a table nor a file."""
-    where = path.parent
-    if path.is_dir():
-        raise ReplicatorError(f"--state-file {path} is a directory: give a file, e.g. {path / 'state.json'}")
-    if not where.is_dir():
-        raise ReplicatorError(f"--state-file {path} cannot be written: {where} is not a directory; create it, or "
-                              "choose another place")
-    probe = where / f".{path.name}.probe-{os.getpid()}"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        probe.unlink()
-    except OSError as exc:
-        raise ReplicatorError(f"--state-file {path} cannot be written: {exc.strerror} in {where}; choose another "
-                              "place, or fix its permissions") from None
+def check_state_path(path: Path, resume: bool) -> None:
+    """The state file can be written (``files.check_writable``), before any write; a --resume without one
+    is left to start_or_resume, which says so."""
+    if not resume or path.exists():
+        check_writable(path, "--state-file", create_dirs=False)
 
 
 def default_state_path(source: Table, destination: Table, segment: int | None) -> Path:
@@ -428,7 +417,7 @@ def copy_table(
     check_segments(segment, segments)
     check_same_keys(source, destination)
     state_path = state_path or default_state_path(source, destination, segment)
-    check_state_path(state_path)
+    check_state_path(state_path, resume)
     state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
                                       segments=segments, segment=segment,
                                       default_segments=lambda: default_segments(source))

@@ -269,7 +269,7 @@ def _export_folder(store: Store, name: str, summary: dict[str, Any]) -> str:
     if isinstance(manifest, str) and manifest.endswith(f"/{EXPORT_MANIFEST}"):
         return manifest[: -len(EXPORT_MANIFEST) - 1]
     if isinstance(store, S3Store):
-        return store._key(name)
+        return store.bucket_key(name)
     raise ReplicatorError(f"{store.url_of(name)} has no {EXPORT_SUMMARY} (with manifestFilesS3Key) to tell where its "
                           "data files are: copy the whole export folder")
 
@@ -422,7 +422,7 @@ def restore_table(
     check_files(store, backup)
     check_keys(store, backup, destination)
     state_path = state_path or default_state_path(name, destination)
-    check_state_path(state_path)
+    check_state_path(state_path, resume)
     # An interrupted restore's state file is answered first (by start_or_resume: pass --resume), since the
     # table it left is not empty either.
     if not (resume or force or state_path.exists()) and not is_empty(destination):

@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, NoCredentialsError
 
 from replicator import clients
+from replicator.files import private_file, probe_directory
 from replicator.errors import ReplicatorError
 
 PART_BYTES = 8 * 1024 * 1024
@@ -178,7 +179,7 @@ class S3Store(Store):
         self.endpoint = endpoint
         self.url = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
 
-    def _key(self, key: str) -> str:
+    def bucket_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def call(self, operation: str, **kwargs: Any) -> Any:
@@ -208,7 +209,7 @@ class S3Store(Store):
 
     def size(self, key: str) -> int | None:
         try:
-            return int(self.call("head_object", Key=self._key(key))["ContentLength"])
+            return int(self.call("head_object", Key=self.bucket_key(key))["ContentLength"])
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
@@ -216,10 +217,10 @@ class S3Store(Store):
 
     def keys(self, folder: str) -> list[str]:
         found: list[str] = []
-        strip = len(self._key(""))
+        strip = len(self.bucket_key(""))
         token: dict[str, Any] = {}
         while True:
-            page = self.call("list_objects_v2", Prefix=self._key(folder.rstrip("/") + "/"), **token)
+            page = self.call("list_objects_v2", Prefix=self.bucket_key(folder.rstrip("/") + "/"), **token)
             found.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
             if not page.get("IsTruncated"):
                 return found
@@ -230,20 +231,20 @@ class S3Store(Store):
 
     def open_read(self, key: str) -> Any:
         try:
-            return self.call("get_object", Key=self._key(key))["Body"]
+            return self.call("get_object", Key=self.bucket_key(key))["Body"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ReplicatorError(f"{self.url_of(key)} does not exist") from None
             raise
 
     def write(self, key: str, data: bytes) -> None:
-        self.call("put_object", Key=self._key(key), Body=data)
+        self.call("put_object", Key=self.bucket_key(key), Body=data)
 
     def open_write(self, key: str) -> ObjectWriter:
         return _S3Writer(self, key)
 
     def delete(self, keys: Iterable[str]) -> None:
-        batch = [self._key(k) for k in keys]
+        batch = [self.bucket_key(k) for k in keys]
         for start in range(0, len(batch), DELETE_LIMIT):
             objects = [{"Key": k} for k in batch[start : start + DELETE_LIMIT]]
             self.call("delete_objects", Delete={"Objects": objects, "Quiet": True})
@@ -256,7 +257,7 @@ class _S3Writer(ObjectWriter):
     def __init__(self, store: S3Store, key: str) -> None:
         super().__init__(key)
         self._store = store
-        self._s3_key = store._key(key)
+        self._s3_key = store.bucket_key(key)
         self._spool: IO[bytes] = tempfile.TemporaryFile()
         self._spooled = 0
         self._upload_id: str | None = None
@@ -320,8 +321,7 @@ class DirStore(Store):
         if create:
             try:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.close(_private_file(probe := self.root / f".write-probe-{uuid.uuid4().hex[:8]}"))
-                probe.unlink()
+                probe_directory(self.root)
             except OSError as exc:
                 raise ReplicatorError(f"cannot write into the directory {self.root}: {exc.strerror}; choose a "
                                       "directory you can write, or fix its permissions") from None
@@ -369,7 +369,7 @@ class _FileWriter(ObjectWriter):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._path = path
         self._tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-        self._file = os.fdopen(_private_file(self._tmp), "wb")
+        self._file = os.fdopen(private_file(self._tmp), "wb")
 
     def _put(self, data: bytes) -> None:
         self._file.write(data)
@@ -384,11 +384,6 @@ class _FileWriter(ObjectWriter):
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-
-def _private_file(path: Path) -> int:
-    """A new file only its owner can read and write (0600), opened for writing: its descriptor."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 # --- URLs ----------------------------------------------------------------------------------------
