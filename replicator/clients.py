@@ -27,20 +27,23 @@ def _option(side: str | None, what: str) -> str:
     return f"--{side}-{what}" if side else f"--{what}"
 
 
+def is_endpoint_url(endpoint: str) -> bool:
+    """An http(s) URL with a host and, if any, a port in range: what botocore can send requests to."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def check_location(region: str, endpoint: str | None, side: str | None = None) -> None:
     """One ReplicatorError naming the option unless ``region`` is a region name and ``endpoint`` (if any)
     an http(s) URL with a host."""
     if not isinstance(region, str) or not _REGION.match(region):
         raise ReplicatorError(f"{_option(side, 'region')} {region!r} is not a region name: give one like us-east-1 "
                               "(lower-case letters, digits and dashes)")
-    if endpoint is None:
-        return
-    try:
-        parts = urlsplit(endpoint)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if endpoint is not None and not is_endpoint_url(endpoint):
         raise ReplicatorError(f"{_option(side, 'endpoint')} {endpoint!r} is not a URL: give http(s)://host[:port], "
                               "e.g. http://127.0.0.1:8000, or drop the option")
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from replicator.changes.formats import FORMAT_NAMES
+from replicator.clients import is_endpoint_url
 from replicator.changes.self_path import locate, onto_itself
 from replicator.errors import ReplicatorError
 
@@ -60,7 +61,7 @@ class FunctionConfig:
             raise ConfigError(f"{n('DESTINATION_REGION')} is not set, nor is AWS_REGION: set the replica's region")
         for name in ("DESTINATION_ENDPOINT", "SOURCE_ENDPOINT"):
             value = get(name)
-            if value is not None and not value.startswith(("http://", "https://")):
+            if value is not None and not is_endpoint_url(value):
                 raise ConfigError(f"{n(name)} {value!r} is not a URL: give http(s)://host:port, or remove it")
         source_format = get("SOURCE_FORMAT")
         if source_format is not None and source_format not in FORMAT_NAMES:
