@@ -87,7 +87,13 @@ def test_latency_and_pending_records_reach_the_local_cloudwatch(tmp_path: Path) 
         assert failed == 0
 
         # KCL's own metrics (metricsLevel SUMMARY) went to the same endpoint through the launcher's
-        # cloudWatchEndpoint, in their namespace, the application name; they are flushed at the latest on stop.
+        # cloudWatchEndpoint, in their namespace, the application name. KCL sends its buffer every 10 s
+        # (metricsBufferTimeMillis); a stop that ends once the processors have may come before a last
+        # flush, so the running daemon is given up to 30 s to send one first.
+        deadline = time.monotonic() + 30
+        while (not cloudwatch.list_metrics(Namespace=sandbox.path.application_name)["Metrics"]
+               and time.monotonic() < deadline):
+            time.sleep(1)
         assert sandbox.stop_daemon(daemon) == 0
         kcl_metrics = cloudwatch.list_metrics(Namespace=sandbox.path.application_name)["Metrics"]
         assert kcl_metrics, "KCL published nothing to the local CloudWatch"
