@@ -24,7 +24,7 @@ from replicator.kcl.config import (
     path_from_properties,
     read_properties,
 )
-from replicator.errors import ReplicatorError, friendly_errors
+from replicator.errors import CREDENTIALS_FIX, ReplicatorError, friendly_errors
 from replicator.files import check_writable
 
 
@@ -415,8 +415,7 @@ def binlog_put(file: Any, stream: str, region: str, endpoint: str | None, keys: 
         raise ReplicatorError(f"Kinesis stream {region}/{stream}: {error.get('Code')}: {error.get('Message')}; "
                               f"{producer.sent} records were sent before it") from None
     except NoCredentialsError:
-        raise ReplicatorError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                              "or run with an instance or task role") from None
+        raise ReplicatorError(f"no AWS credentials found: {CREDENTIALS_FIX}") from None
     except BotoCoreError as exc:
         raise ReplicatorError(f"cannot reach Kinesis stream {region}/{stream}: {exc}; check --endpoint and the network "
                               f"({producer.sent} records were sent before it)") from None

@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from replicator.kcl.config import ReplicationPath
-from replicator.errors import ReplicatorError
+from replicator.errors import CREDENTIALS_FIX, ReplicatorError
 from replicator.changes.versions import TOMBSTONE_SUFFIX
 
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
@@ -26,10 +26,7 @@ def describe(client: Any, table: str, what: str, not_found_fix: str, reach_fix: 
         message = exc.response.get("Error", {}).get("Message")
         raise ReplicatorError(f"cannot describe {what}: {code}: {message}") from None
     except NoCredentialsError:
-        raise ReplicatorError(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run "
-            "with an instance or task role"
-        ) from None
+        raise ReplicatorError(f"no AWS credentials found: {CREDENTIALS_FIX}") from None
     except BotoCoreError as exc:
         raise ReplicatorError(f"cannot reach {what}: {exc}; {reach_fix}") from None
 
@@ -90,8 +87,7 @@ def check_kinesis_path(path: ReplicationPath, kinesis_client: Any, source_client
             raise ReplicatorError(f"{what} does not exist: create it, or fix --source-kinesis-stream/--source-region") from None
         raise ReplicatorError(f"cannot describe {what}: {code}: {exc.response.get('Error', {}).get('Message')}") from None
     except NoCredentialsError:
-        raise ReplicatorError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                              "or run with an instance or task role") from None
+        raise ReplicatorError(f"no AWS credentials found: {CREDENTIALS_FIX}") from None
     except BotoCoreError as exc:
         raise ReplicatorError(f"cannot reach {what}: {exc}; check --source-endpoint and the network") from None
     status = summary.get("StreamStatus")
