@@ -146,7 +146,11 @@ def task_name_command(
 
 @main.command()
 @path_options
-@click.option("--properties", type=click.Path(path_type=Path), help="Run the path described by this properties file.")
+@click.option("--properties", type=click.Path(path_type=Path), multiple=True,
+              help="Run the path described by this properties file; repeat it to run several paths in one daemon.")
+@click.option("--properties-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Run every *.properties path in DIR in one daemon, and follow the files added, changed or "
+              "removed (every 30 s, or at once on SIGHUP).")
 @click.option(
     "--write-properties",
     type=click.Path(path_type=Path),
@@ -160,52 +164,81 @@ def task_name_command(
     help="Any other MultiLangDaemon/KCL setting for the properties file (repeatable), e.g. maxLeasesForWorker=10.",
 )
 @friendly_errors
-def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], **options: Any) -> None:
-    """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
-    from replicator.kcl import checks
-    from replicator.kcl import launcher, leases
+def run(properties: tuple[Path, ...], properties_dir: Path | None, write_properties: Path | None,
+        kcl_properties: tuple[str, ...], **options: Any) -> None:
+    """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon.
+
+    With several --properties, or --properties-dir, one daemon (one JVM) runs every path, each with its
+    own lease table, processors and status (see the README, "Several paths in one daemon")."""
+    from replicator.kcl import launcher, pathset
     # Every check comes before the one write: a refused run leaves the file it would replace as it was.
     given = {k: v for k, v in options.items() if v is not None}
     path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
-    if properties and (extra or path_values):
-        raise ReplicatorError(f"--properties describes the whole path; drop --kcl-property or edit {properties}")
-    if properties and write_properties:
-        raise ReplicatorError(f"--properties runs {properties} as it is; drop --write-properties")
-    path = _path_from(properties, {**given, **path_values})
+    if properties_dir is not None or len(properties) > 1:
+        _run_several(properties, properties_dir, given, bool(extra or path_values), write_properties)
+        return
+    single = properties[0] if properties else None
+    if single and (extra or path_values):
+        raise ReplicatorError(f"--properties describes the whole path; drop --kcl-property or edit {single}")
+    if single and write_properties:
+        raise ReplicatorError(f"--properties runs {single} as it is; drop --write-properties")
+    path = _path_from(single, {**given, **path_values})
     to_write = None
-    if not properties:
-        properties = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
+    if not single:
+        single = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
         check_writable(to_write, "--write-properties", create_dirs=True)
     launcher.find_java()
-    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
-    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
-                                          side="destination")
-    if path.is_kinesis:
-        launcher.kclpy_jars()
-        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source")
-        stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
-        argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None)
-        schema = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
-        extra_env = {launcher.KEY_SCHEMA_ENV: schema}
-    else:
-        launcher.classpath()
-        source = checks.check_tables(path, source_client, destination_client)
-        stream_arn, argv = source["LatestStreamArn"], None
-        extra_env = {launcher.STREAM_VIEW_ENV: source["StreamSpecification"]["StreamViewType"]}
+    launcher.classpath()
+    environment = pathset.environment(single, path)
     if to_write is not None:
         path.write_properties(to_write, extra=extra)
+    checked = pathset.CheckedPath(single.resolve(), path, environment)
+    _start_daemon([checked], launcher.command(single))
+
+
+def _run_several(properties: tuple[Path, ...], directory: Path | None, given: dict[str, Any], kcl: bool,
+                 write_properties: Path | None) -> None:
+    """Several paths in one daemon: every file checked first (see kcl.pathset for a refused one)."""
+    from replicator.kcl import launcher, pathset
+    if directory is not None and properties:
+        raise ReplicatorError("--properties-dir runs every file of its directory; drop --properties, or move "
+                              "the files into the directory")
+    if given or kcl or write_properties:
+        names = [f"--{_kebab(k)}" for k in given] + (["--kcl-property"] if kcl else []) + (
+            ["--write-properties"] if write_properties else [])
+        raise ReplicatorError(f"each properties file describes its whole path; drop {', '.join(names)}, or "
+                              "edit the files")
+    launcher.find_java()
+    launcher.classpath()
+    files = pathset.path_files(directory) if directory is not None else list(properties)
+    checked, refused = pathset.check_files(files, from_directory=directory is not None)
     log.configure()
-    log.get("replicator.cli.main").info(
-        "starting_daemon", properties=str(properties), lease_table=path.application_name,
-        source=f"{path.source_region}/{path.source_name}", destination=f"{path.destination_region}/{path.destination_table}",
-        **({"format": path.source_format} if path.is_kinesis else {}),
-    )
-    if path.is_kinesis:
-        # The stock daemon would wait 1-30 s, then shardSyncIntervalMillis, before a new path's first lease.
-        leases.create_initial_leases(path, read_properties(properties),
-                                     clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl"),
-                                     kinesis_client)
-    launcher.exec_daemon(properties, stream_arn=stream_arn, argv=argv, extra_env=extra_env)
+    logger = log.get("replicator.cli.main")
+    for file, why in refused.items():
+        logger.error("path_not_started", properties=str(file), error=why)
+    if not checked:
+        where = f"--properties-dir {directory}"
+        raise ReplicatorError(f"{where} holds no path that can start ({len(refused)} refused, logged above): add "
+                              "a properties file (`replicator run ... --write-properties DIR/NAME.properties`) or "
+                              "fix the refused ones")
+    argv = launcher.command(directory=directory) if directory is not None else launcher.command(*files)
+    _start_daemon(checked, argv, refused)
+
+
+def _start_daemon(checked: list[Any], argv: list[str], refused: dict[Path, str] | None = None) -> None:
+    from replicator.kcl import launcher, pathset
+    log.configure()
+    logger = log.get("replicator.cli.main")
+    for one in checked:
+        path = one.path
+        logger.info(
+            "starting_path", properties=str(one.properties), lease_table=path.application_name,
+            source=f"{path.source_region}/{path.source_name}",
+            destination=f"{path.destination_region}/{path.destination_table}",
+            **({"format": path.source_format} if path.is_kinesis else {}),
+        )
+    pathset.started(checked)
+    launcher.exec_daemon(argv, launcher.environment({one.properties: one.environment for one in checked}, refused))
 
 
 @main.command()
@@ -224,6 +257,7 @@ def status(properties: Path | None, as_json: bool, watch: bool, interval: float,
     import json
 
     from replicator.kcl import status as status_module
+    from replicator.kcl import stopped
     from replicator.kcl.streams import source_stream
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
     clients.check_location(path.source_region, path.source_endpoint, "source")  # first: the lease's defaults
@@ -231,7 +265,8 @@ def status(properties: Path | None, as_json: bool, watch: bool, interval: float,
     stream = source_stream(path)
 
     def read() -> list[Any]:
-        return status_module.read_status(path, lease_client, stream)
+        statuses = status_module.read_status(path, lease_client, stream)
+        return status_module.with_stop_record(statuses, stopped.read(properties) if properties else None)
 
     if not watch:
         if count is not None:

@@ -1,8 +1,8 @@
 """A replication path under the KCL MultiLangDaemon.
 
 The path's configuration and taskName (``config``), the start-up checks of its tables (``checks``), the
-launcher that execs the Java daemon (``launcher``), the amazon-kclpy record processor it spawns per shard
-(``processor``) with its CloudWatch metrics (``metrics``), a new Kinesis path's first leases (``leases``), and
-the lease table's view of its progress (``status``). It may import ``changes`` and the
+paths one daemon runs (``pathset``), the launcher that execs the Java daemon (``launcher``), the amazon-kclpy
+record processor it spawns per shard (``processor``) with its CloudWatch metrics (``metrics``), a stopped
+path's reason (``stopped``), and the lease table's view of its progress (``status``). It may import ``changes`` and the
 top-level modules, nothing above.
 """

@@ -231,8 +231,8 @@ class ReplicationPath(BaseModel):
             }
         )
         if self.is_kinesis:
-            # The stock MultiLangDaemon's own keys: polling (not enhanced fan-out, which needs a consumer
-            # registered per application), and its endpoint overrides.
+            # MultiLangDaemon keys our launcher reads for a Kinesis path as the stock daemon did: polling (not
+            # enhanced fan-out, which needs a consumer registered per application), and its endpoint overrides.
             props["retrievalMode"] = "POLLING"
             if self.initial_timestamp is not None:
                 del props["initialPositionInStream"]
@@ -243,11 +243,10 @@ class ReplicationPath(BaseModel):
                 props["dynamoDBEndpoint"] = self.lease_endpoint
             if self.cloudwatch_endpoint:
                 props["cloudWatchClient.endpointOverride"] = self.cloudwatch_endpoint
-        else:
-            # The launcher's own key (see daemon/): KCL's scheduler loop turns every 1 s by default, and a
-            # shard consumer waits one turn per state on its way to the first batch; a turn only reads this
-            # worker's leases in memory, so a faster one costs no request.
-            props["shardConsumerDispatchPollIntervalMillis"] = str(DISPATCH_POLL_INTERVAL_MILLIS)
+        # The launcher's own key (see daemon/): KCL's scheduler loop turns every 1 s by default, and a
+        # shard consumer waits one turn per state on its way to the first batch; a turn only reads this
+        # worker's leases in memory, so a faster one costs no request.
+        props["shardConsumerDispatchPollIntervalMillis"] = str(DISPATCH_POLL_INTERVAL_MILLIS)
         # The launcher falls back from sourceStreamsEndpoint and kclEndpoint to sourceEndpoint itself,
         # so that editing sourceEndpoint in the file moves all three.
         return props

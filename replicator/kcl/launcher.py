@@ -1,22 +1,25 @@
-"""The daemon launcher: finds Java and the jars, then runs the KCL MultiLangDaemon for a path.
+"""The daemon launcher: finds Java and the jars, then runs our Java daemon for one or more paths.
 
-For a table path, the Java side (daemon/) is a thin class that wires the DynamoDB Streams Kinesis Adapter's
-scheduler to KCL's MultiLang processor factory; everything it needs comes from the path's properties file.
-A Kinesis path runs amazon-kclpy's stock MultiLangDaemon from the jars amazon-kclpy installed, with no
-Java of ours; against a local endpoint it turns off the SDK's CBOR, which moto cannot read. The
-processor it spawns per shard finds the same file through REPLICATOR_PROPERTIES, and finds the
-``replicator-processor`` executable on PATH, to which this module adds our own bin directory.
-``REPLICATOR_STREAM_ARN`` names the stream `replicator run` found: Java reads that stream, and the
-processors label replication versions with it, so both agree on which stream is replicated.
+The Java side (daemon/) runs each path with a KCL scheduler of its own in one JVM: the DynamoDB Streams
+Kinesis Adapter's for a table path, a plain KCL scheduler polling the stream for a Kinesis path, both with
+KCL's MultiLang processor, which runs our Python record processor per shard; everything a path needs comes
+from its properties file. Each path's processors get that path's environment (``REPLICATOR_PATHS``, one
+entry per checked file, see ``pathset``): ``REPLICATOR_PROPERTIES`` names its properties file and
+``REPLICATOR_STREAM_ARN`` the stream `replicator run` found, which Java reads and with which the processors
+label replication versions, so both agree on which stream is replicated. The processors find the
+``replicator-processor`` executable on PATH, to which this module adds our own bin directory, and the daemon
+checks a file added to its paths directory with this Python (``REPLICATOR_PYTHON``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -24,7 +27,6 @@ from replicator.errors import ReplicatorError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_CLASS = "replicator.daemon.StreamsMultiLangDaemon"
-KINESIS_MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 LOGBACK = Path(__file__).with_name("replicator-logback.xml")
 
 
@@ -54,30 +56,12 @@ def classpath() -> str:
     return os.pathsep.join([str(jar), str(home / "lib" / "*")])
 
 
-def kclpy_jars() -> Path:
-    """amazon-kclpy's jars: KCL, its MultiLang daemon and their dependencies, fetched when it was installed."""
-    import amazon_kclpy
-
-    jars = Path(amazon_kclpy.__file__).parent / "jars"
-    if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):
-        raise ReplicatorError(f"amazon-kclpy's jars are missing from {jars}: reinstall it (`make setup`, or "
-                              "pip install --force-reinstall amazon-kclpy)")
-    return jars
-
-
-def command(properties: Path, java: str | None = None, heap: str = "512m") -> list[str]:
+def command(*properties: Path, directory: Path | None = None, java: str | None = None, heap: str = "512m") -> list[str]:
+    """The daemon for these path files, or for every path file of ``directory`` (followed while it runs)."""
+    paths = ["--dir", str(directory.resolve())] if directory is not None else [str(p.resolve()) for p in properties]
     # Our logging configuration under its own name: the MultiLang jar ships a logback.xml as well.
     return [java or find_java(), f"-Xmx{heap}", "-Dlogback.configurationFile=replicator-logback.xml",
-            "-cp", classpath(), MAIN_CLASS, str(properties)]
-
-
-def kinesis_command(properties: Path, *, local_endpoint: bool, java: str | None = None, heap: str = "512m") -> list[str]:
-    """The stock MultiLangDaemon as amazon-kclpy runs it: its jars and the properties' directory on the
-    classpath, and the file named by ``--properties-file``."""
-    cbor = ["-Daws.cborEnabled=false"] if local_endpoint else []
-    return [java or find_java(), f"-Xmx{heap}", *cbor, f"-Dlogback.configurationFile={LOGBACK}",
-            "-cp", os.pathsep.join([str(kclpy_jars() / "*"), str(properties.resolve().parent)]),
-            KINESIS_MAIN_CLASS, "--properties-file", str(properties.resolve())]
+            "-cp", classpath(), MAIN_CLASS, *paths]
 
 
 STREAM_ARN_ENV = "REPLICATOR_STREAM_ARN"
@@ -87,33 +71,34 @@ STREAM_VIEW_ENV = "REPLICATOR_STREAM_VIEW"
 """A table path's stream view type, as `replicator run` found it: without new images, processors read through."""
 KEY_SCHEMA_ENV = "REPLICATOR_KEY_SCHEMA"
 """A Kinesis path's key schema (``pk:S,sk:N``), as `replicator run` found it on the destination."""
+PATHS_ENV = "REPLICATOR_PATHS"
+"""JSON: ``{"paths": {file: its processors' environment}, "refused": {file: why}}``, from `replicator run`."""
 
 
-def environment(properties: Path, stream_arn: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+def environment(paths: Mapping[Path, Mapping[str, str]], refused: Mapping[Path, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(extra or {})
-    env["REPLICATOR_PROPERTIES"] = str(properties.resolve())
-    env[STREAM_ARN_ENV] = stream_arn
+    env[PATHS_ENV] = json.dumps({"paths": {str(f): dict(e) for f, e in paths.items()},
+                                 "refused": {str(f): why for f, why in (refused or {}).items()}})
+    env["REPLICATOR_PYTHON"] = sys.executable
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env
 
 
-def exec_daemon(properties: Path, stream_arn: str, argv: list[str] | None = None,
-                extra_env: dict[str, str] | None = None) -> None:
+def exec_daemon(argv: list[str], env: dict[str, str]) -> None:
     """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself."""
-    argv = argv or command(properties)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, environment(properties, stream_arn, extra_env))
+    os.execve(argv[0], argv, env)
 
 
-def spawn_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
-    """`replicator run --properties FILE` as a child in its own session, so that it can be stopped as a
-    process group (used by bootstrap, the demo and the tests)."""
+def spawn_daemon(properties: Path, output: IO[bytes] | None = None, *, options: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """`replicator run --properties FILE` (or, with ``options``, `replicator run OPTIONS`) as a child in its
+    own session, so that it can be stopped as a process group (used by bootstrap, the demo and the tests)."""
     replicator = Path(sys.executable).parent / "replicator"
+    args = list(options) if options else ["--properties", str(properties)]
     return subprocess.Popen(
-        [str(replicator), "run", "--properties", str(properties)],
+        [str(replicator), "run", *args],
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         start_new_session=True,

@@ -5,8 +5,9 @@ properties file. Rules it keeps:
 
 * checkpoint only after the whole batch is durable in the destination;
 * shard_ended and shutdown_requested checkpoint; lease_lost does not (another worker owns the shard);
-* a non-retryable failure logs one structured error and exits non-zero without checkpointing, so the
-  daemon stops and the records come again once the cause is fixed. (amazon-kclpy would report an
+* a non-retryable failure logs one structured error, writes the path's stop record (``stopped``: the
+  reason `status` shows) and exits non-zero without checkpointing, so the daemon stops this path (its
+  other paths go on) and the records come again once the cause is fixed. (amazon-kclpy would report an
   exception as success and move on, so nothing may escape as an exception.)
 * stdout carries the protocol only: it is moved to a private descriptor before anything else runs, and
   descriptor 1 then points at stderr, so a stray print or a library's output cannot corrupt the protocol.
@@ -36,6 +37,7 @@ from replicator.changes.formats import DynamoDBStreamRecords, KeySchema, RecordF
 from replicator.changes.reader import SourceReader
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
 from replicator.errors import NonRetryableWriteError, ReplicatorError
+from replicator.kcl import stopped
 from replicator.kcl.checks import READ_THROUGH_VIEWS
 from replicator.kcl.launcher import KEY_SCHEMA_ENV, STREAM_ARN_ENV, STREAM_VIEW_ENV
 from replicator.kcl.ratelimit import SharedTokenBucket
@@ -53,8 +55,10 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
     """KCL lifecycle calls to Applier calls; nothing else."""
 
     def __init__(self, applier: Applier, *, exit_fn: Any = sys.exit, sleep: Any = time.sleep,
-                 metrics: ProcessorMetrics = NO_METRICS, bucket: SharedTokenBucket | None = None) -> None:
+                 metrics: ProcessorMetrics = NO_METRICS, bucket: SharedTokenBucket | None = None,
+                 properties: Path | None = None) -> None:
         self._applier = applier
+        self._properties = properties
         self._exit = exit_fn
         self._sleep = sleep
         self._metrics = metrics
@@ -131,6 +135,8 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         _log.error(event, shard=self._shard_id, error=str(exc), error_type=type(exc).__name__, exc_info=exc)
         self._metrics.batch_failed()
         self._metrics.close()
+        if self._properties is not None:
+            stopped.record(self._properties, f"{type(exc).__name__}: {exc}", self._shard_id)
         self._exit(EXIT_NON_RETRYABLE)
 
 
@@ -189,7 +195,9 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
         bucket = SharedTokenBucket.for_worker(path.application_name, path.max_writes_per_second)
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
                          versioning=fence, charge=bucket.take if bucket else None)
-    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=metrics, bucket=bucket)
+    location = env.get("REPLICATOR_PROPERTIES")
+    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=metrics, bucket=bucket,
+                                properties=Path(location) if location else None)
 
 
 def protocol_stdout() -> TextIO:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,12 +30,24 @@ class ShardStatus:
     checkpoint: str
     state: str
     """'done' (checkpointed at the end of a closed shard), 'active' (owned), 'handoff' (KCL 3's leader has
-    assigned it to another worker, which takes it once its owner has checkpointed) or 'unassigned'."""
+    assigned it to another worker, which takes it once its owner has checkpointed), 'unassigned', or
+    'stopped' (the path stopped itself after a non-retryable error: see stopped_reason)."""
     behind_records: int | None
     """Records after the checkpoint, counted up to one page; None when the stream could not be read."""
     behind_more: bool
     """True when more than one page is waiting."""
     oldest_waiting_s: float | None
+    stopped_reason: str | None = None
+    """Why the path stopped, from its stop record (``stopped``), when its state is 'stopped'."""
+
+
+def with_stop_record(statuses: list[ShardStatus], record: dict[str, Any] | None) -> list[ShardStatus]:
+    """The shards of a path that stopped itself: each one not done is 'stopped', with the record's reason
+    (its leases may still name the worker until they expire, but nothing processes them)."""
+    if record is None:
+        return statuses
+    reason = f"{record['reason']} (shard {record.get('shard', '?')}, at {record.get('stopped_at', '?')})"
+    return [s if s.state == "done" else replace(s, state="stopped", stopped_reason=reason) for s in statuses]
 
 
 def _backlog(stream: SourceStream, shard_id: str, checkpoint: str) -> tuple[int | None, bool, float | None]:
@@ -100,7 +112,9 @@ def as_table(statuses: list[ShardStatus]) -> str:
         oldest = "-" if s.oldest_waiting_s is None else f"{s.oldest_waiting_s:.0f} s"
         rows.append((s.shard_id, s.state, s.owner or "-", s.checkpoint, behind, oldest))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    reasons = sorted({s.stopped_reason for s in statuses if s.stopped_reason})
+    return "\n".join([f"PATH STOPPED: {reason}" for reason in reasons] + [table])
 
 
 @dataclass(frozen=True)

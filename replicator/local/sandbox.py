@@ -36,7 +36,7 @@ LOCAL_KCL_SETTINGS = {
     "inMemoryWorkerMetricsCaptureFrequencyMillis": "250",
     "workerMetricsReporterFreqInMillis": "500",
     "leaseAssignmentIntervalMillis": "500",
-    "shardConsumerDispatchPollIntervalMillis": "100",  # our launcher's; the stock daemon ignores it
+    "shardConsumerDispatchPollIntervalMillis": "100",  # our launcher's own key
     "shardSyncIntervalMillis": "10000",
     # A killed leader's lock is released after this long (the launcher's minimum), not 150 s.
     "staleLeaderLockMillis": "45000",

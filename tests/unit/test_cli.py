@@ -138,7 +138,7 @@ def run_in_process(monkeypatch, tmp_path, *args: str):
     from replicator.kcl import launcher
 
     execs: list[Path] = []
-    monkeypatch.setattr(launcher, "exec_daemon", lambda properties, **_: execs.append(properties))
+    monkeypatch.setattr(launcher, "exec_daemon", lambda argv, env: execs.append(Path(argv[-1])))
     monkeypatch.chdir(tmp_path)
     return CliRunner().invoke(main, ["run", *args]), execs
 
@@ -149,7 +149,7 @@ def test_run_writes_the_cloudwatch_endpoint_where_the_launcher_and_processors_re
     result, execs = run_in_process(monkeypatch, tmp_path, *good_tables, option, "http://127.0.0.1:4566",
                                    "--write-properties", "p.properties")
     assert result.exit_code == 0, result.output
-    assert execs == [Path("p.properties")]
+    assert execs == [(tmp_path / "p.properties").resolve()]
     props = read_properties(tmp_path / "p.properties")
     assert props["cloudWatchEndpoint"] == "http://127.0.0.1:4566"
     assert path_from_properties(props).cloudwatch_endpoint == "http://127.0.0.1:4566"

@@ -10,84 +10,87 @@ import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
 import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
 import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
 import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
+import software.amazon.kinesis.multilang.PathChildProcesses;
 import software.amazon.kinesis.processor.ShardRecordProcessor;
 import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
 import software.amazon.kinesis.retrieval.KinesisClientRecord;
 
 /**
- * The adapter only accepts processors of its own type; this one hands every call unchanged to KCL's
- * MultiLang processor, which runs our Python record processor as a child process per shard.
+ * One shard's processor of one path: hands every call unchanged to KCL's MultiLang processor, which runs our
+ * Python record processor as a child process. The adapter only accepts processors of its own type, and a
+ * plain KCL scheduler (Kinesis paths) accepts it too.
  *
- * <p>It also keeps the processors between initialize and their last call (leaseLost or shardEnded), so that
+ * <p>Each path keeps its processors between initialize and their last call (leaseLost or shardEnded), so that
  * a stop can tell when every one has ended: KCL 3.1's scheduler keeps a consumer whose processor has ended
- * for up to failoverTimeMillis before it completes its own shutdown. And it notes which thread is in each
- * processor's call, so that a stop can tell a processor whose child failed: MultiLang then calls
- * System.exit(1) from inside that call (after the child has exited), and the call never returns, so that
- * processor will never end and a stop must not wait for it.
+ * for up to failoverTimeMillis before it completes its own shutdown. A processor whose child failed (a
+ * non-retryable error: the child exits without checkpointing) reports it to its path once, and from then on
+ * passes nothing on: no later batch reaches a dead child, and no shutdown checkpoints past the failed batch.
  */
 final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProcessor {
-    private static final Set<MultiLangStreamsProcessor> LIVE = ConcurrentHashMap.newKeySet();
+    /** The live processors of one path. */
+    static final class Processors {
+        private final Set<MultiLangStreamsProcessor> live = ConcurrentHashMap.newKeySet();
 
-    private final ShardRecordProcessor multiLang;
-    private volatile Thread caller;
-
-    MultiLangStreamsProcessor(ShardRecordProcessor multiLang) {
-        this.multiLang = multiLang;
-    }
-
-    /** Wraps a MultiLang processor factory so that the adapter's scheduler accepts it. */
-    static ShardRecordProcessorFactory factory(ShardRecordProcessorFactory multiLangFactory) {
-        return () -> new MultiLangStreamsProcessor(multiLangFactory.shardRecordProcessor());
-    }
-
-    /** Processors of this worker initialised and not yet ended: none writes or checkpoints once this is 0. */
-    static int running() {
-        return LIVE.size();
-    }
-
-    /**
-     * Live processors whose call is exiting the JVM (MultiLang's answer to a child that failed or exited):
-     * their child is gone, so they write nothing more, and their call never returns.
-     */
-    static int exiting() {
-        int exiting = 0;
-        for (MultiLangStreamsProcessor processor : LIVE) {
-            Thread thread = processor.caller;
-            if (thread != null && inExit(thread)) {
-                exiting++;
-            }
+        /** Processors initialised and not yet ended: none writes or checkpoints once this is 0. */
+        int running() {
+            return live.size();
         }
-        return exiting;
-    }
 
-    private static boolean inExit(Thread thread) {
-        for (StackTraceElement frame : thread.getStackTrace()) {
-            if (frame.getClassName().equals("java.lang.Runtime") && frame.getMethodName().equals("exit")) {
-                return true;
+        /** Live processors whose child has failed: they write nothing more and will never end by themselves. */
+        int failed() {
+            int failed = 0;
+            for (MultiLangStreamsProcessor processor : live) {
+                if (processor.failed) {
+                    failed++;
+                }
             }
+            return failed;
         }
-        return false;
     }
 
-    /** Runs one call to the MultiLang processor, noting the thread that is in it. */
+    private final Processors processors;
+    private final Runnable onChildFailure;
+    private ShardRecordProcessor multiLang;
+    private volatile boolean failed;
+
+    private MultiLangStreamsProcessor(Processors processors, Runnable onChildFailure) {
+        this.processors = processors;
+        this.onChildFailure = onChildFailure;
+    }
+
+    /** A factory of one path's processors, whose children get the path's environment. */
+    static ShardRecordProcessorFactory factory(
+            PathChildProcesses children, Processors processors, Runnable onChildFailure) {
+        return () -> {
+            MultiLangStreamsProcessor processor = new MultiLangStreamsProcessor(processors, onChildFailure);
+            processor.multiLang = children.create(processor::childFailed);
+            return processor;
+        };
+    }
+
+    private void childFailed() {
+        boolean first = !failed;
+        failed = true;
+        if (first) {
+            onChildFailure.run();
+        }
+    }
+
     private void call(Runnable delegate) {
-        caller = Thread.currentThread();
-        try {
+        if (!failed) {
             delegate.run();
-        } finally {
-            caller = null;
         }
     }
 
     @Override
     public void initialize(InitializationInput input) {
-        LIVE.add(this);
+        processors.live.add(this);
         call(() -> multiLang.initialize(input));
     }
 
     @Override
     public void processRecords(ProcessRecordsInput input) {
-        // The records are the adapter's DynamoDBStreamsClientRecords, whose data is the stream record as JSON.
+        // Kinesis records, or the adapter's DynamoDBStreamsClientRecords (data: the stream record as JSON).
         call(() -> multiLang.processRecords(input));
     }
 
@@ -109,7 +112,7 @@ final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProce
         try {
             call(() -> multiLang.leaseLost(input));
         } finally {
-            LIVE.remove(this);
+            processors.live.remove(this);
         }
     }
 
@@ -118,7 +121,7 @@ final class MultiLangStreamsProcessor implements DynamoDBStreamsShardRecordProce
         try {
             call(() -> multiLang.shardEnded(input));
         } finally {
-            LIVE.remove(this);
+            processors.live.remove(this);
         }
     }
 

@@ -1,0 +1,194 @@
+"""Several paths in one daemon (one JVM) from a paths directory, on the local server: three table paths and
+a binlog Kinesis path replicate a mixed workload exactly; a path file added while it runs starts (SIGHUP);
+a file removed stops its path (the 30 s poll finds it; its leases are handed back); a deleted destination
+stops its path alone while the others stay exact and the daemon keeps running."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replicator.changes.binlog import BinlogProducer
+from replicator.changes.codec import encode_item
+from replicator.kcl.config import ReplicationPath
+from replicator.kcl.launcher import spawn_daemon
+from replicator.local.sandbox import DESTINATION_REGION, LOCAL_KCL_SETTINGS, SOURCE_REGION, Sandbox
+from replicator.local.workload import MixedWorkload, create_table, every_type_item, key_of
+from replicator.tables.compare import compare_tables
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = (("pk", "S"), ("sk", "N"))
+TABLES = ("alpha", "beta", "gamma")
+
+
+def table_path(sandbox: Sandbox, table: str) -> ReplicationPath:
+    return ReplicationPath(source_region=SOURCE_REGION, source_table=table, source_endpoint=sandbox.source_server.endpoint,
+                           destination_region=DESTINATION_REGION, destination_table=f"{table}-replica",
+                           destination_endpoint=sandbox.destination_server.endpoint,
+                           **{k: v for k, v in sandbox._settings().items() if k != "source_format"})
+
+
+def add_table_path(sandbox: Sandbox, table: str, directory: Path | None) -> ReplicationPath:
+    create_table(sandbox.source, table)
+    create_table(sandbox.destination, f"{table}-replica", None)
+    path = table_path(sandbox, table)
+    if directory is not None:
+        write_path_file(path, directory / f"{table}.properties")
+    return path
+
+
+def write_path_file(path: ReplicationPath, target: Path) -> None:
+    """Written aside and renamed in, as a tool filling a paths directory should, so the daemon never reads half a file."""
+    partial = target.with_name(f".{target.name}.partial")
+    path.write_properties(partial, extra=LOCAL_KCL_SETTINGS)
+    partial.rename(target)
+
+
+def binlog_actions(sandbox: Sandbox, count: int, rng: random.Random, first_rev: int) -> list[dict[str, Any]]:
+    """Puts, deletes and batches applied to the source table in order, and the same as binlog actions."""
+    actions = []
+    for n in range(count):
+        roll = rng.random()
+        if roll < 0.6:
+            index = rng.randrange(120)
+            item = every_type_item(key_of(index)["pk"]["S"], index, rng, first_rev + n)
+            sandbox.source.put_item(TableName=sandbox.source_table, Item=item)
+            actions.append({"Action": "PutItem", "Data": encode_item(item)})
+        elif roll < 0.8:
+            key = key_of(rng.randrange(120))
+            sandbox.source.delete_item(TableName=sandbox.source_table, Key=key)
+            actions.append({"Action": "DeleteItem", "Data": encode_item(key)})
+        else:
+            entries, requests = [], []
+            for index in rng.sample(range(120), rng.randint(2, 5)):
+                item = every_type_item(key_of(index)["pk"]["S"], index, rng, first_rev + n)
+                entries.append(encode_item(item))
+                requests.append({"PutRequest": {"Item": item}})
+            sandbox.source.batch_write_item(RequestItems={sandbox.source_table: requests})
+            actions.append({"Action": "BatchWrite", "Data": entries})
+    return actions
+
+
+def wait_exact(sandbox: Sandbox, pairs: list[tuple[str, str]], daemon: subprocess.Popen[bytes],
+               timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = list(pairs)
+    while pending and time.monotonic() < deadline:
+        assert daemon.poll() is None, f"daemon exited with {daemon.returncode}; see {sandbox.workdir}"
+        pending = [(s, d) for s, d in pending
+                   if compare_tables(sandbox.source, s, sandbox.destination, d).discrepancies]
+        if pending:
+            time.sleep(1)
+    for source, destination in pending:
+        diff = compare_tables(sandbox.source, source, sandbox.destination, destination)
+        assert diff.discrepancies == 0, (source, diff.missing[:2], diff.different[:1], diff.extraneous[:2])
+
+
+def java_processes(daemon: subprocess.Popen[bytes]) -> list[int]:
+    """The java processes of the daemon's session (`replicator run` execs Java, which spawns the processors)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if int(rest[3]) == daemon.pid and comm == "java":  # session id
+            found.append(int(stat.parent.name))
+    return found
+
+
+def log_when(log: Path, text: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    content = log.read_text(errors="replace")
+    while text not in content and time.monotonic() < deadline:
+        time.sleep(0.5)
+        content = log.read_text(errors="replace")
+    return content
+
+
+def status(properties: Path) -> list[dict[str, Any]]:
+    done = subprocess.run([str(Path(sys.executable).parent / "replicator"), "status", "--properties",
+                           str(properties), "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and_fail_alone(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "sandbox", kinesis_stream="actions", path_settings={"source_format": "binlog"}) as sandbox:
+        paths_dir = tmp_path / "paths"
+        paths_dir.mkdir()
+        write_path_file(sandbox.path, paths_dir / "actions.properties")
+        for table in TABLES:
+            add_table_path(sandbox, table, paths_dir)
+        (paths_dir / "notes.txt").write_text("not a path")
+        log = tmp_path / "daemon.log"
+        daemon = spawn_daemon(Path(), open(log, "ab"), options=("--properties-dir", str(paths_dir)))
+        sandbox.daemons.append(daemon)
+
+        rng = random.Random(3)
+        producer = BinlogProducer(sandbox.kinesis, "actions", SCHEMA)
+        producer.put_actions(binlog_actions(sandbox, 300, rng, 1))
+        for n, table in enumerate(TABLES):
+            MixedWorkload(sandbox.source, table, keys=100, seed=n).run(300, rate=600)
+        pairs = [(table, f"{table}-replica") for table in TABLES] + [(sandbox.source_table, sandbox.destination_table)]
+        wait_exact(sandbox, pairs, daemon, timeout_s=240)
+        assert len(java_processes(daemon)) == 1  # four paths, one JVM
+
+        # A fourth table path dropped into the directory starts on SIGHUP, with what its table already holds.
+        add_table_path(sandbox, "delta", None)
+        MixedWorkload(sandbox.source, "delta", keys=60, seed=9).run(200, rate=600)
+        write_path_file(table_path(sandbox, "delta"), paths_dir / "delta.properties")
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_exact(sandbox, [("delta", "delta-replica")], daemon, timeout_s=120)
+        assert len(java_processes(daemon)) == 1
+
+        # Its file removed, without SIGHUP: the directory's poll (every 30 s) stops the path and hands its leases back.
+        delta = table_path(sandbox, "delta")
+        (paths_dir / "delta.properties").unlink()
+        text = log_when(log, "its file was removed", timeout_s=45)
+        assert "its file was removed" in text
+        deadline = time.monotonic() + 60
+        owners: list[Any] = [None]
+        while time.monotonic() < deadline:
+            leases = sandbox.source.scan(TableName=delta.application_name, ConsistentRead=True)["Items"]
+            owners = [lease.get("leaseOwner") for lease in leases]
+            if leases and not any(owners):
+                break
+            time.sleep(1)
+        assert leases and not any(owners), owners  # handed back, not left to expire
+        before = len(sandbox.destination.scan(TableName="delta-replica")["Items"])
+        for index in range(1000, 1020):
+            sandbox.source.put_item(TableName="delta", Item=every_type_item(f"after-{index}", index, rng, 1))
+        time.sleep(8)
+        assert len(sandbox.destination.scan(TableName="delta-replica")["Items"]) == before  # no longer replicated
+
+        # gamma's destination deleted: gamma stops alone, status says why, the others stay exact.
+        sandbox.destination.delete_table(TableName="gamma-replica")
+        MixedWorkload(sandbox.source, "gamma", keys=100, seed=20, first_rev=10_000).run(50, rate=600)
+        text = log_when(log, "stopped: a record processor hit a non-retryable error", timeout_s=90)
+        assert text.count("stopped: a record processor hit a non-retryable error") == 1
+        deadline = time.monotonic() + 60
+        shards = status(paths_dir / "gamma.properties")
+        while time.monotonic() < deadline and not all(s["state"] == "stopped" for s in shards):
+            time.sleep(1)
+            shards = status(paths_dir / "gamma.properties")
+        assert shards and all(s["state"] == "stopped" for s in shards), shards
+        assert "ResourceNotFoundException" in shards[0]["stopped_reason"]
+        producer.put_actions(binlog_actions(sandbox, 200, rng, 50_000))
+        for n, table in enumerate(TABLES[:2]):
+            MixedWorkload(sandbox.source, table, keys=100, seed=30 + n, first_rev=20_000).run(200, rate=600)
+        wait_exact(sandbox, pairs[:2] + pairs[3:], daemon, timeout_s=180)
+        assert daemon.poll() is None  # the daemon goes on with its other paths
+
+        assert sandbox.stop_daemon(daemon) == 0
