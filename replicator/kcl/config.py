@@ -1,8 +1,8 @@
 """A replication path: one source stream to one destination table, and the KCL settings that run it.
 
 The source is a table's DynamoDB stream (a *table path*, read through our launcher and the adapter) or a
-Kinesis data stream of records in one format (a *Kinesis path*, read by amazon-kclpy's stock
-MultiLangDaemon). The same settings live in the path's MultiLangDaemon properties file, under the Java
+Kinesis data stream of records in one format (a *Kinesis path*, read through our launcher by a plain KCL
+scheduler). The same settings live in the path's MultiLangDaemon properties file, under the Java
 connector's camelCase option names, beside the standard KCL keys the launcher and the MultiLangDaemon read.
 
 A Kinesis path's lease table is named like a table path's, with a prefix of its own

@@ -1,4 +1,4 @@
-"""Kinesis paths end to end on the local server: amazon-kclpy's stock MultiLangDaemon on a 2-shard stream,
+"""Kinesis paths end to end on the local server: our launcher (a plain KCL scheduler) on a 2-shard stream,
 our processor, the replica in another region; one test per record format."""
 
 from __future__ import annotations

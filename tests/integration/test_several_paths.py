@@ -1,7 +1,8 @@
 """Several paths in one daemon (one JVM) from a paths directory, on the local server: three table paths and
 a binlog Kinesis path replicate a mixed workload exactly; a path file added while it runs starts (SIGHUP);
 a file removed stops its path (the 30 s poll finds it; its leases are handed back); a deleted destination
-stops its path alone while the others stay exact and the daemon keeps running."""
+stops its path alone while the others stay exact and the daemon keeps running, and SIGHUP starts it again
+once its cause is fixed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from replicator.changes.binlog import BinlogProducer
 from replicator.changes.codec import encode_item
+from replicator.kcl import stopped
 from replicator.kcl.config import ReplicationPath
 from replicator.kcl.launcher import spawn_daemon
 from replicator.local.sandbox import DESTINATION_REGION, LOCAL_KCL_SETTINGS, SOURCE_REGION, Sandbox
@@ -190,5 +192,17 @@ def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and
             MixedWorkload(sandbox.source, table, keys=100, seed=30 + n, first_rev=20_000).run(200, rate=600)
         wait_exact(sandbox, pairs[:2] + pairs[3:], daemon, timeout_s=180)
         assert daemon.poll() is None  # the daemon goes on with its other paths
+
+        # The cause fixed (a new, empty replica) and SIGHUP: gamma is checked and started again.
+        create_table(sandbox.destination, "gamma-replica", None)
+        os.kill(daemon.pid, signal.SIGHUP)
+        probe = {"pk": {"S": "after-the-fix"}, "sk": {"N": "1"}}
+        sandbox.source.put_item(TableName="gamma", Item=probe)
+        deadline = time.monotonic() + 90
+        while "Item" not in sandbox.destination.get_item(TableName="gamma-replica", Key=probe, ConsistentRead=True):
+            assert time.monotonic() < deadline, f"gamma did not start again; see {log}"
+            time.sleep(0.5)
+        assert stopped.read(paths_dir / "gamma.properties") is None
+        assert {s["state"] for s in status(paths_dir / "gamma.properties")} <= {"active", "unassigned", "handoff"}
 
         assert sandbox.stop_daemon(daemon) == 0

@@ -49,6 +49,7 @@ public final class StreamsMultiLangDaemon {
     private static final AtomicBoolean terminationRequested = new AtomicBoolean();
     private final Map<Path, PathWorker> workers = new LinkedHashMap<>();
     private final Semaphore wake = new Semaphore(0);
+    private final AtomicBoolean hangUp = new AtomicBoolean();
     private final ScheduledExecutorService reaper = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "stale-leader-lock-reaper");
         t.setDaemon(true);
@@ -93,7 +94,10 @@ public final class StreamsMultiLangDaemon {
         PathDirectory directory = null;
         if (dir != null) {
             directory = new PathDirectory(dir, checked.refused);
-            sun.misc.Signal.handle(new sun.misc.Signal("HUP"), signal -> wake.release());
+            sun.misc.Signal.handle(new sun.misc.Signal("HUP"), signal -> {
+                hangUp.set(true);
+                wake.release();
+            });
             files = directory.initialFiles(checked.environments.keySet());
             log.info("Running the {} path(s) of {}; its files are read again every {} s and on SIGHUP",
                     files.size(), dir, POLL_SECONDS);
@@ -105,7 +109,7 @@ public final class StreamsMultiLangDaemon {
             wake.tryAcquire(POLL_SECONDS, TimeUnit.SECONDS);
             wake.drainPermits();
             if (directory != null) {
-                reconcile(directory);
+                reconcile(directory, hangUp.getAndSet(false));
             }
             synchronized (workers) {
                 boolean running = workers.values().stream().anyMatch(w -> w.state() == PathWorker.State.RUNNING);
@@ -126,9 +130,28 @@ public final class StreamsMultiLangDaemon {
         worker.start();
     }
 
-    /** The directory's changes since the last look: removed files' paths stop, added ones start, changed ones restart. */
-    private void reconcile(PathDirectory directory) {
+    /**
+     * The directory's changes since the last look: removed files' paths stop, added ones start, changed ones
+     * restart. On SIGHUP (an operator's request, not the poll) a path that failed is checked and started
+     * again too, so that fixing its cause and sending SIGHUP is enough.
+     */
+    private void reconcile(PathDirectory directory, boolean hangUp) {
         PathDirectory.Changes changes = directory.changes();
+        if (hangUp) {
+            List<Path> failed;
+            synchronized (workers) {
+                failed = workers.values().stream().filter(w -> w.state() == PathWorker.State.FAILED)
+                        .map(w -> w.file).filter(f -> !changes.removed().contains(f) && !changes.changed().contains(f))
+                        .toList();
+            }
+            for (Path file : failed) {
+                log.info("SIGHUP: checking failed path file {} again", file);
+                directory.check(file).ifPresent(environment -> {
+                    stopAndForget(file, "it is started again");
+                    start(file, environment);
+                });
+            }
+        }
         for (Path file : changes.removed()) {
             stopAndForget(file, "its file was removed");
         }
