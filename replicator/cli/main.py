@@ -192,7 +192,7 @@ def run(properties: tuple[Path, ...], properties_dir: Path | None, write_propert
     environment = pathset.environment(single, path)
     if to_write is not None:
         path.write_properties(to_write, extra=extra)
-    checked = pathset.CheckedPath(single.resolve(), path, environment)
+    checked = pathset.CheckedPath(pathset.absolute(single), path, environment)
     _start_daemon([checked], launcher.command(single))
 
 

@@ -58,7 +58,8 @@ def classpath() -> str:
 
 def command(*properties: Path, directory: Path | None = None, java: str | None = None, heap: str = "512m") -> list[str]:
     """The daemon for these path files, or for every path file of ``directory`` (followed while it runs)."""
-    paths = ["--dir", str(directory.resolve())] if directory is not None else [str(p.resolve()) for p in properties]
+    paths = (["--dir", os.path.abspath(directory)] if directory is not None
+             else [os.path.abspath(p) for p in properties])
     # Our logging configuration under its own name: the MultiLang jar ships a logback.xml as well.
     return [java or find_java(), f"-Xmx{heap}", "-Dlogback.configurationFile=replicator-logback.xml",
             "-cp", classpath(), MAIN_CLASS, *paths]

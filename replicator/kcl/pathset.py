@@ -20,6 +20,7 @@ naming the problem and the fix.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,13 @@ def path_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise ReplicatorError(f"--properties-dir {directory} is not a directory: give the directory of the "
                               "paths' properties files")
-    return sorted(p.resolve() for p in directory.iterdir()
+    return sorted(absolute(p) for p in directory.iterdir()
                   if p.name.endswith(".properties") and not p.name.startswith(".") and p.is_file())
+
+
+def absolute(path: Path) -> Path:
+    """The file's absolute, normalised name, symbolic links kept: the name the daemon knows it by."""
+    return Path(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def environment(properties: Path, path: ReplicationPath) -> dict[str, str]:
     source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
     destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
                                           side="destination")
-    env = {PROPERTIES_ENV: str(properties.resolve())}
+    env = {PROPERTIES_ENV: str(absolute(properties))}
     if path.is_kinesis:
         kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source")
         stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
@@ -70,7 +76,7 @@ def environment(properties: Path, path: ReplicationPath) -> dict[str, str]:
 
 def check_file(properties: Path) -> CheckedPath:
     path = path_from_properties(read_properties(properties), source=str(properties))
-    return CheckedPath(properties.resolve(), path, environment(properties, path))
+    return CheckedPath(absolute(properties), path, environment(properties, path))
 
 
 def check_files(files: list[Path], *, from_directory: bool) -> tuple[list[CheckedPath], dict[Path, str]]:
@@ -91,7 +97,7 @@ def check_files(files: list[Path], *, from_directory: bool) -> tuple[list[Checke
         except ReplicatorError as exc:
             if not from_directory:
                 raise ReplicatorError(f"{file}: {exc}; nothing was started") from None
-            refused[file.resolve()] = str(exc)
+            refused[absolute(file)] = str(exc)
             continue
         by_lease_table[one.path.application_name] = file
         checked.append(one)

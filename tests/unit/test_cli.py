@@ -149,7 +149,7 @@ def test_run_writes_the_cloudwatch_endpoint_where_the_launcher_and_processors_re
     result, execs = run_in_process(monkeypatch, tmp_path, *good_tables, option, "http://127.0.0.1:4566",
                                    "--write-properties", "p.properties")
     assert result.exit_code == 0, result.output
-    assert execs == [(tmp_path / "p.properties").resolve()]
+    assert execs == [tmp_path / "p.properties"]
     props = read_properties(tmp_path / "p.properties")
     assert props["cloudWatchEndpoint"] == "http://127.0.0.1:4566"
     assert path_from_properties(props).cloudwatch_endpoint == "http://127.0.0.1:4566"
