@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from replicator import clients, log
-from replicator.changes.formats import key_schema_of
 from replicator.kcl.config import (
     PATH_KEYS,
     ReplicationPath,
