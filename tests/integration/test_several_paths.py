@@ -206,3 +206,34 @@ def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and
         assert {s["state"] for s in status(paths_dir / "gamma.properties")} <= {"active", "unassigned", "handoff"}
 
         assert sandbox.stop_daemon(daemon) == 0
+
+
+def test_a_daemon_of_explicit_paths_exits_1_only_when_its_last_path_has_failed(tmp_path: Path) -> None:
+    """Two paths named with --properties: the first one's failure leaves the daemon running the other; the
+    second one's makes it exit 1, so that a supervisor restarts it."""
+    with Sandbox(tmp_path / "sandbox") as sandbox:
+        files = []
+        for table in ("one", "two"):
+            add_table_path(sandbox, table, None)
+            files.append(tmp_path / f"{table}.properties")
+            write_path_file(table_path(sandbox, table), files[-1])
+        log = tmp_path / "daemon.log"
+        daemon = spawn_daemon(Path(), open(log, "ab"),
+                              options=("--properties", str(files[0]), "--properties", str(files[1])))
+        sandbox.daemons.append(daemon)
+        for n, table in enumerate(("one", "two")):
+            MixedWorkload(sandbox.source, table, keys=50, seed=n).run(100, rate=600)
+        wait_exact(sandbox, [("one", "one-replica"), ("two", "two-replica")], daemon, timeout_s=180)
+
+        failed = "stopped: a record processor hit a non-retryable error"
+        sandbox.destination.delete_table(TableName="one-replica")
+        MixedWorkload(sandbox.source, "one", keys=50, seed=5, first_rev=1000).run(20, rate=600)
+        assert failed in log_when(log, failed, timeout_s=90)
+        MixedWorkload(sandbox.source, "two", keys=50, seed=6, first_rev=1000).run(50, rate=600)
+        wait_exact(sandbox, [("two", "two-replica")], daemon, timeout_s=120)
+        assert daemon.poll() is None
+
+        sandbox.destination.delete_table(TableName="two-replica")
+        MixedWorkload(sandbox.source, "two", keys=50, seed=7, first_rev=2000).run(20, rate=600)
+        assert daemon.wait(timeout=120) == 1
+        assert log.read_text(errors="replace").count(failed) == 2
