@@ -104,8 +104,9 @@ def export_time_of_summary(summary: dict[str, Any]) -> float:
 
 
 def check_after_start(export_at: float, path_started_at: float, url: str) -> None:
-    """The export is of a time the path was already running at, or loading it could lose a change."""
-    if export_at < path_started_at:
+    """The export is of a time the path was already running at, or loading it could lose a change. Both
+    are compared to the millisecond, the precision of an export's time."""
+    if round(export_at * 1000) < int(path_started_at * 1000):
         raise ReplicatorError(
             f"the export at {url} is of {_iso(export_at)}, before the path started ({_iso(path_started_at)}): changes "
             "made between the two are in neither; export again (--export-bucket) once the path runs")
