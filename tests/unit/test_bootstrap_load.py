@@ -189,3 +189,61 @@ def test_bootstrap_refuses_a_replica_whose_ttl_would_reap_tombstones_and_an_expo
         client.update_continuous_backups(TableName="dst",
                                          PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
         bs.check_point_in_time_recovery(dst)
+
+
+def test_the_load_waits_for_a_processor_on_every_shard(tmp_path: Path) -> None:
+    """The gate before the load: the daemon's shard_started lines, one per shard, nothing else."""
+    import subprocess
+    import threading
+
+    from replicator.tables.bootstrap import Started
+
+    daemon = subprocess.Popen(["sleep", "30"])
+    try:
+        started = Started(path=None, properties=tmp_path / "p", daemon=daemon)  # type: ignore[arg-type]
+        started._saw(b'{"event": "batch_applied", "shard": "shard-1"}\n')
+        started._saw(b'2026 INFO {"event": "shard_started", "shard": "shard-1"}\n')  # not a JSON line
+        with pytest.raises(ReplicatorError, match=r"did not start on shards \['shard-1', 'shard-2'\].*--start-timeout"):
+            started.wait_for_shards({"shard-1", "shard-2"}, timeout_s=0.2, poll_s=0.05)
+        started._saw(b'{"event": "shard_started", "shard": "shard-1", "checkpoint": null}\n')
+        later = threading.Timer(0.2, started._saw, [b'{"event": "shard_started", "shard": "shard-2"}\n'])
+        later.start()
+        at = started.wait_for_shards({"shard-1", "shard-2"}, timeout_s=10, poll_s=0.05)
+        assert at >= time.time() - 5 and started.shards == {"shard-1", "shard-2"}
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def test_bootstrap_refuses_an_export_older_than_the_path_before_it_starts_anything(tmp_path: Path,
+                                                                                   moto_endpoint: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from replicator.local.workload import create_table as create
+
+    source, replica = unique_table("src"), unique_table("dst")
+    client = endpoint_client(moto_endpoint)
+    create(client, source)
+    create(endpoint_client(moto_endpoint, "us-west-2"), replica, None)
+    old = time.time() - 3600
+    folder = f"AWSDynamoDB/{exports.export_id(old)}"
+    objects = exports.layout(lines=[], folder=folder, bucket="b", prefix="", arn="arn", table_arn="t", table_id="i",
+                             export_time=old, start_time=old, end_time=old)
+    for key, body in objects.items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(body)
+    work = tmp_path / "work"
+    work.mkdir()
+    tables_before = set(client.list_tables()["TableNames"])
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "replicator"), "bootstrap", f"us-east-1/{source}", f"us-west-2/{replica}",
+         "--source-endpoint", moto_endpoint, "--destination-endpoint", moto_endpoint, "--load", "export",
+         "--export", str(tmp_path / folder)],
+        cwd=work, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "before the path started" in line and "export again (--export-bucket)" in line
+    assert list(work.iterdir()) == []  # no properties file
+    assert set(client.list_tables()["TableNames"]) == tables_before  # no lease table: no path was started
