@@ -12,6 +12,9 @@ condition is not an error: the replica already holds that change or a newer one,
 ``stale``. A versioned write the destination refuses names its item's key in the error: one request is
 one item, and an item near DynamoDB's 400 KB limit can exceed it once the version is added.
 
+bootstrap's loader (``tables.load``) writes the same way, one PutItem per item, with a condition of its
+own (the key's absence); a refused condition there is a loaded item skipped, counted as ``stale`` too.
+
 The counts say what was written: ``puts`` and ``deletes`` leave out stale writes and the changes of
 requests that failed, so a batch's log line and metrics never claim writes that did not happen.
 """
@@ -147,13 +150,18 @@ class TableWriter:
         on_consumed: Callable[[float], None] | None = None,
         versioning: Versioning | None = None,
         charge: Callable[[int], None] | None = None,
+        put_request: Callable[[str, Change], dict[str, Any]] | None = None,
     ) -> None:
         """``before_request`` runs before each BatchWriteItem (a rate limiter's wait); ``on_consumed``, if
         given, asks for ReturnConsumedCapacity and receives each response's write units; ``versioning``
         makes every write conditional on the replica's version (one PutItem per change); ``charge``, if
-        given, is called with the number of items before each request (a cap on items written per second)."""
+        given, is called with the number of items before each request (a cap on items written per second);
+        ``put_request``, like ``versioning``, makes each change one conditional PutItem, built by it from the
+        table's name and the change (bootstrap's loader: ``tables.load``), and reports its units."""
         if versioning is not None and on_consumed is not None:
             raise ValueError("versioned writes do not report consumed capacity: pass versioning or on_consumed")
+        if versioning is not None and put_request is not None:
+            raise ValueError("pass versioning or put_request, not both")
         self._client = client
         self._table = table
         self._sleep = sleep
@@ -165,6 +173,7 @@ class TableWriter:
         self._on_consumed = on_consumed
         self._versioning = versioning
         self._charge = charge
+        self._put_request = put_request
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -186,6 +195,9 @@ class TableWriter:
         if self._versioning is not None:
             groups = [[c] for c in changes]
             jobs = [(self._write_versioned, (c, self._versioning.put_item_request(self._table, c))) for c in changes]
+        elif self._put_request is not None:
+            groups = [[c] for c in changes]
+            jobs = [(self._write_versioned, (c, self._put_request(self._table, c))) for c in changes]
         else:
             groups = [list(changes[i : i + BATCH_LIMIT]) for i in range(0, len(changes), BATCH_LIMIT)]
             jobs = [(self._write_chunk, [to_request(c) for c in group]) for group in groups]
@@ -244,10 +256,16 @@ class TableWriter:
             if self._charge is not None:
                 self._charge(1)
             try:
-                self._client.put_item(**request)
+                if self._on_consumed is None:
+                    self._client.put_item(**request)
+                else:
+                    response = self._client.put_item(**request, ReturnConsumedCapacity="TOTAL")
+                    self._on_consumed(max(1.0, response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)))
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
+                if self._on_consumed is not None:
+                    self._on_consumed(1.0)  # a refused condition still costs a write unit
                 stale = 1
 
         try:

@@ -23,7 +23,7 @@ from replicator import log
 from replicator.files import check_writable
 from replicator.kcl.config import check_task_name_option, parse_kcl_properties
 from replicator.kcl.launcher import stop_daemon
-from replicator.errors import friendly_errors
+from replicator.errors import ReplicatorError, friendly_errors
 
 TOOL_COMMANDS: list[click.Command] = []
 
@@ -351,8 +351,15 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
 @click.argument("source", metavar="SRC")
 @click.argument("destination", metavar="DST")
 @endpoint_options
-@click.option("--segments", type=int, default=None, metavar="N", help="Parallel Scan segments of the copy.")
+@click.option("--load", "load", type=click.Choice(["scan", "export"]), default="scan", show_default=True,
+              help="How the table is loaded while the path runs: a parallel Scan, or a point-in-time export.")
+@segment_options
 @copy_options
+@click.option("--export-bucket", metavar="s3://BUCKET[/PREFIX]", default=None,
+              help="--load export: export SRC there (ExportTableToPointInTime; PITR on SRC) and load the export.")
+@click.option("--export", "export", metavar="URL", default=None,
+              help="--load export: load this existing export (s3://.../AWSDynamoDB/<export id>) instead.")
+@s3_endpoint_option
 @click.option("--task-name", "--taskName", "task_name", default=None, help="Name of the lease table after the prefix.")
 @click.option("--write-properties", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the path's properties file. [default: properties/<taskName>.properties]")
@@ -360,37 +367,60 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
               help="Any other property for the file (repeatable), as with `replicator run`.")
 @click.option("--daemon-log", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Append the daemon's output to this file. [default: this command's stdout]")
+@click.option("--start-timeout", type=click.FloatRange(0), default=600, show_default=True,
+              help="Seconds the path may take to start on every shard before the load begins.")
 @click.option("--check-timeout", type=click.FloatRange(0), default=600, show_default=True,
-              help="Seconds to wait for the replica to equal the source after replication starts.")
+              help="Seconds to wait for the replica to equal the source after the load.")
 @click.option("--exit-after-check", is_flag=True,
               help="Stop the daemon (SIGTERM) after the check; by default it keeps running in the foreground.")
-@click.option("--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME", default=None,
-              help="Replicate with versionAttribute NAME (see `replicator run --help`).")
+@click.option("--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME",
+              default="replicator_version", show_default=True,
+              help="The path's versionAttribute (see `replicator run --help`): a bootstrap's path is always fenced.")
 @json_option
 @friendly_errors
 def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
-                      segments: int | None, read_units: float | None, write_units: float | None,
-                      page_size: int | None, resume: bool, state_file: Path | None, task_name: str | None,
-                      write_properties: Path | None, kcl_properties: tuple[str, ...], daemon_log: Path | None,
-                      check_timeout: float, exit_after_check: bool, version_attribute: str | None,
-                      as_json: bool) -> None:
-    """Start replicating SRC to DST under live writes: check the stream, copy, replicate from TRIM_HORIZON, check.
+                      load: str, segment: int | None, segments: int | None, read_units: float | None,
+                      write_units: float | None, page_size: int | None, resume: bool, state_file: Path | None,
+                      export_bucket: str | None, export: str | None, s3_endpoint: str | None,
+                      task_name: str | None, write_properties: Path | None, kcl_properties: tuple[str, ...],
+                      daemon_log: Path | None, start_timeout: float, check_timeout: float, exit_after_check: bool,
+                      version_attribute: str, as_json: bool) -> None:
+    """Start replicating SRC to DST under live writes: start the path, load the table while it runs, check.
 
-    The copy runs while no daemon applies anything; then the daemon replays the stream (enabled before
-    the copy) from its oldest record over the copied items, so a copied item never overwrites a newer
-    change. Exit status 0 when the check found the tables equal, 1 when not, 2 on bad input.
+    The path (fenced by --version-attribute) starts at LATEST; once it runs on every shard, the table is
+    loaded (--load scan, or --load export) with writes conditional on the key's absence in DST, so a
+    change the path applied is never overwritten and a delete never undone, however long the load takes.
+    With --segment I, a machine whose path already runs (its lease table exists) only loads segment I;
+    --resume restarts an interrupted bootstrap's path from its checkpoints and its load from its state file.
+    Exit status 0 when the check found the tables equal, 1 when not, 2 on bad input.
     """
     import signal as signals
+    import time
 
     from replicator.kcl import launcher
     from replicator.tables import bootstrap as bs
+    from replicator.tables import export as ex
     from replicator.tables.copy import copy_table, estimate
+    from replicator.tables.load import absent_key_put
     from replicator.tables.spec import check_not_onto_itself, check_segments, open_table
 
     log.configure()
-    # Every check before the copy, the properties file and the daemon's log: a refused bootstrap writes nothing.
-    check_segments(None, segments)
+    # Every check before the properties file, the daemon, the export and the load: a refused bootstrap writes nothing.
+    check_segments(segment, segments)
     check_task_name_option(task_name)
+    if load == "export":
+        if (export_bucket is None) == (export is None):
+            raise ReplicatorError("--load export takes --export-bucket s3://BUCKET[/PREFIX] (export now) or "
+                                  "--export URL (an existing export), one of them")
+        if resume:
+            raise ReplicatorError("--resume continues a --load scan; an interrupted --load export cannot tell when "
+                                  "its first path started, so bootstrap again with another --task-name")
+        if segment is not None:
+            raise ReplicatorError("--segment splits a --load scan; an export is loaded by one machine, its data "
+                                  "files in parallel")
+        bucket = ex.bucket_of(export_bucket) if export_bucket else None
+    elif export_bucket or export:
+        raise ReplicatorError("--export-bucket and --export go with --load export")
     settings, extra = parse_kcl_properties(kcl_properties, path_keys=bs.KCL_PATH_KEYS, options=bs.BOOTSTRAP_OPTIONS)
     check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
     if write_properties is not None:
@@ -402,19 +432,40 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     src = open_table(source, source_endpoint, side="source")
     dst = open_table(destination, destination_endpoint, side="destination")
     path = bs.replication_path(src, dst, task_name, version_attribute, settings)
+    joining = segment is not None and bs.lease_table_exists(path)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
-    if write_properties is None:
+    if write_properties is None and not joining:
         check_writable(properties, "--write-properties", create_dirs=True)
-    bs.check_ready(src, dst, path)
-    for line in estimate(src, dst, write_units).lines():
-        click.echo(line, err=line.startswith("warning"))
-    try:
-        copied = copy_table(src, dst, segments=segments, read_units=read_units, write_units=write_units,
-                            state_path=state_file, resume=resume, page_size=page_size)
-    except KeyboardInterrupt:
-        click.echo("replicator: interrupted: run the same command with --resume to continue the copy", err=True)
-        sys.exit(130)
-    click.echo(f"Copied {copied.copied} items in {copied.seconds:.1f} s; starting replication at TRIM_HORIZON")
+    # --resume restarts the same path from its checkpoints (no change is missed between the two runs) and
+    # continues the load from the state file; a new path would start at LATEST and miss the gap.
+    bs.check_ready(src, dst, path, joining=joining or resume)
+    s3 = s3_endpoint or source_endpoint
+    if load == "export":
+        if export_bucket is not None:
+            bs.check_point_in_time_recovery(src)
+        if export is not None:
+            at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3)
+            ex.check_after_start(at, time.time(), export)  # a path started now is always after an existing export
+    shards = bs.open_shards(src)
+    put_request = absent_key_put(src.key_names[0], version_attribute)
+
+    if joining:
+        click.echo(f"Joining the bootstrap of lease table {path.application_name}: loading segment {segment}")
+        path_started_at = bs.wait_for_owned_leases(path, shards, start_timeout)
+        try:
+            loaded = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
+                                write_units=write_units, state_path=state_file, resume=resume, page_size=page_size,
+                                put_request=put_request)
+        except KeyboardInterrupt:
+            click.echo("replicator: interrupted: run the same command with --resume to continue the load", err=True)
+            sys.exit(130)
+        click.echo(f"Loaded segment {segment}: {loaded.copied - loaded.skipped} items written, {loaded.skipped} "
+                   "skipped (the path had written their keys)")
+        if as_json:
+            _emit_json({"loaded": loaded.copied - loaded.skipped, "skipped": loaded.skipped, "joined": True,
+                        "path_started_at": path_started_at})
+        sys.exit(0)
+
     output = open(daemon_log, "ab") if daemon_log else None
     started = bs.start_replication(path, properties, extra, output)
     status: int | None = None
@@ -424,6 +475,28 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
 
     signals.signal(signals.SIGTERM, interrupted)
     try:
+        path_started_at = started.wait_for_shards(shards, start_timeout)
+        bs.log_path_started(path, shards, path_started_at)
+        click.echo(f"Replicating at LATEST on {len(shards)} shard(s) (versionAttribute {version_attribute}); loading "
+                   f"by {load}")
+        if load == "scan":
+            for line in estimate(src, dst, write_units).lines()[:1]:
+                click.echo(line)
+            try:
+                copied = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
+                                    write_units=write_units, state_path=state_file, resume=resume,
+                                    page_size=page_size, put_request=put_request)
+            except KeyboardInterrupt:
+                click.echo("replicator: interrupted: the path is stopped; run the same command with --resume to "
+                           "continue it from its checkpoints and the load from its state file", err=True)
+                raise
+            result = {"loaded": copied.copied - copied.skipped, "skipped": copied.skipped, "read": copied.copied}
+        else:
+            result = bs.load_export(src, dst, bucket, export, s3, path_started_at, write_units=write_units,
+                                    put_request=put_request, resume=resume, state_path=state_file)
+        bs.check_tombstones_kept(dst, version_attribute)
+        click.echo(f"Loaded {result['loaded']} items, skipped {result['skipped']} (the path had written their "
+                   "keys); checking")
         check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout,
                                     version_attribute=path.version_attribute)
         from replicator.tables.diff import summary
@@ -438,11 +511,14 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
                 status = started.daemon.wait()
             except KeyboardInterrupt:
                 status = stop_daemon(started.daemon)
+    except KeyboardInterrupt:
+        stop_daemon(started.daemon)
+        sys.exit(130)
     except BaseException:
         stop_daemon(started.daemon)
         raise
     if as_json:
-        _emit_json(bs.as_json(copied.copied, started, check, status))
+        _emit_json(bs.as_json(result, started, check, status, path_started_at))
     if not exit_after_check:
         sys.exit(status or 0)
     sys.exit(0 if not check.discrepancies and status == 0 else 1)

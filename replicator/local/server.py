@@ -133,13 +133,17 @@ def is_within_segment(item: Any, segments: tuple[None, None] | tuple[int, int]) 
 
 def build_app() -> WSGIApp:
     """moto's server application (every service, dispatched by signature and target), made atomic, with
-    table imports read as DynamoDB reads them and parallel scans of binary keys answered."""
+    table imports read as DynamoDB reads them, parallel scans of binary keys answered and exports written in
+    DynamoDB's layout (``exports``)."""
     import py_partiql_parser
     from moto.dynamodb.models.dynamo_type import Item
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     py_partiql_parser.JsonParser = DynamoDBJsonLines
     Item.is_within_segment = is_within_segment
+    from replicator.local import exports
+
+    exports.install()  # DynamoDB's export layout, as of the request; ListExports and ListImports answered
     return SerialisedRequests(DomainDispatcherApplication(create_backend_app))
 
 

@@ -1,36 +1,48 @@
-"""bootstrap: start replicating a table that already has data and keeps taking writes.
+"""bootstrap: start replicating a table that already has data and keeps taking writes, with no deadline.
 
-The order makes it safe without comparing versions:
+The path runs first and the table is loaded while it runs, so the load may take as long as it takes:
 
-1. Check the options (not a table onto itself, where the files go, Java), the source's stream (enabled)
-   and that the path has never run (no lease table: its checkpoints, not TRIM_HORIZON, would decide where
-   replication starts). A refused bootstrap has copied and written nothing.
-2. Copy the table while no daemon applies anything. The stream was enabled before the copy began, so
-   it holds every change made during the copy (and up to 24 hours before it).
-3. Start the daemon (``replicator run --properties``) at TRIM_HORIZON: it replays the stream from its
-   oldest record, in order per key, over the copied images.
+1. Check the options, the source's stream (enabled, new images), that the path has never run (no lease
+   table), that the replica keeps tombstones (no TTL on ``<versionAttribute>_tombstone``) and, for an
+   export, PITR on the source. A refused bootstrap has started nothing and written nothing.
+2. Start the path, fenced by versions (``--version-attribute``, default ``replicator_version``), at
+   LATEST, and wait until a processor has started on every open shard of the stream (its ``shard_started``
+   line: KCL takes the shard iterator before it initialises the processor). From then on every change of
+   the source reaches the replica through the stream, in order per key.
+3. Load a snapshot taken after that moment (a parallel Scan, or a point-in-time export whose export time
+   is checked to be after it) with ``tables.load``'s conditional put: an item is written only where the
+   replica has no item and no tombstone of its key. A key the path has touched since it started is never
+   written by the load, so a newer change is never overwritten and a delete never undone; a key it has
+   not touched gets the snapshot, and any later change of it arrives by the stream and is written over
+   the unversioned loaded item by the fence.
+4. Check: compare the tables (ignoring the version attribute, reading tombstones as absent) until they
+   are equal, then stop the path (``--exit-after-check``) or keep it running.
 
-Every copied item is written before the daemon starts, so no copied image can ever overwrite a change
-the stream applied. Replaying records older than the copy briefly takes an item back in time, but the
-last record of each key is the item's current state, so the replica converges to the source (an item
-with no record in the stream has not changed since before it, and its copied image is current). This
-holds while the copy takes less than the stream's 24 hours, which copy-table's estimate warns about.
-
-4. Check: compare the tables until they are equal (or the check's time runs out).
+Tombstones must outlive the load: a delete the path applied after the snapshot was read, reaped before
+the loaded image of that key is written, would let the image back in. A tombstone is removed only by
+DynamoDB's TTL on ``<versionAttribute>_tombstone``; bootstrap refuses a replica where that TTL is on, and
+checks it again when the load ends. So tombstones live as long as the bootstrap, however long; TTL may be
+enabled once it is over (each tombstone then goes 24 hours after its delete, as the path intends).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, IO
 
 from botocore.exceptions import ClientError
 
 from replicator import clients, log
+from replicator.changes.codec import Change
+from replicator.changes.versions import TOMBSTONE_SUFFIX
 from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
@@ -40,13 +52,15 @@ from replicator.tables.spec import Table, check_same_keys
 
 _log = log.get("replicator.tables.bootstrap")
 
+DEFAULT_VERSION_ATTRIBUTE = "replicator_version"
+"""A bootstrap's path is always fenced: the loader's condition and the path's versions work together."""
 
 BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRegion": "DST",
                      "destinationTable": "DST", "sourceEndpoint": "--source-endpoint",
                      "destinationEndpoint": "--destination-endpoint", "taskName": "--task-name",
                      "versionAttribute": "--version-attribute",
-                     "initialPosition": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
-                     "initialTimestamp": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
+                     "initialPosition": "`replicator run` (bootstrap starts its path at LATEST)",
+                     "initialTimestamp": "`replicator run` (bootstrap starts its path at LATEST)",
                      "sourceKinesisStream": "`replicator run` (bootstrap replicates SRC's own stream)",
                      "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)"}
 """The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
@@ -60,36 +74,92 @@ def replication_path(source: Table, destination: Table, task_name: str | None = 
         **(settings or {}),
         "source_region": source.spec.region, "source_table": source.name, "source_endpoint": source.endpoint,
         "destination_region": destination.spec.region, "destination_table": destination.name,
-        "destination_endpoint": destination.endpoint, "task_name": task_name, "initial_position": "TRIM_HORIZON",
-        "version_attribute": version_attribute,
+        "destination_endpoint": destination.endpoint, "task_name": task_name, "initial_position": "LATEST",
+        "version_attribute": version_attribute or DEFAULT_VERSION_ATTRIBUTE,
     })
 
 
-def check_ready(source: Table, destination: Table, path: ReplicationPath) -> None:
-    """The stream carries new images, the keys match and the path has never run."""
+def check_ready(source: Table, destination: Table, path: ReplicationPath, *, joining: bool = False) -> None:
+    """The stream carries new images, the keys match, the path has never run (or, ``joining``, may have:
+    a machine joining with ``--segment``, or ``--resume`` restarting the path from its checkpoints) and
+    tombstones are kept."""
     checks.check_stream(source.description, source.spec.region)
     check_same_keys(source, destination)
-    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    exists = lease_table_exists(path)
+    if exists and not joining:
+        raise ReplicatorError(
+            f"lease table {path.application_name} exists: this path has run before, so its checkpoints, not "
+            "LATEST, would decide where replication starts; bootstrap with another --task-name, or delete "
+            "that table (and its -WorkerMetricStats and -CoordinatorState tables) first (a machine joining "
+            "another's bootstrap gives --segment I)"
+        )
+    check_tombstones_kept(destination, path.version_attribute or DEFAULT_VERSION_ATTRIBUTE)
+
+
+def check_tombstones_kept(destination: Table, version_attribute: str) -> None:
+    """No TTL reaps the replica's tombstones while the load runs (see the module docstring)."""
+    tombstone = version_attribute + TOMBSTONE_SUFFIX
     try:
-        leases.describe_table(TableName=path.application_name)
+        ttl = destination.client.describe_time_to_live(TableName=destination.name)["TimeToLiveDescription"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return
-        raise ReplicatorError(f"cannot check the lease table {path.application_name}: {exc}") from None
-    raise ReplicatorError(
-        f"lease table {path.application_name} exists: this path has run before, so its checkpoints, not "
-        "TRIM_HORIZON, would decide where replication starts; bootstrap with another --task-name, or delete "
-        "that table (and its -WorkerMetricStats and -CoordinatorState tables) first"
-    )
+        raise ReplicatorError(f"cannot read the TTL setting of {destination.spec}: {exc}") from None
+    if ttl.get("AttributeName") == tombstone and ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        raise ReplicatorError(
+            f"{destination.spec} has TTL on {tombstone}, which would reap tombstones during the load and let "
+            f"deleted items back in: disable it (aws dynamodb update-time-to-live --table-name {destination.name} "
+            f"--time-to-live-specification Enabled=false,AttributeName={tombstone}) and enable it again once "
+            "the bootstrap is over"
+        )
+
+
+def check_point_in_time_recovery(source: Table) -> None:
+    """ExportTableToPointInTime needs PITR on the source."""
+    try:
+        backups = source.client.describe_continuous_backups(TableName=source.name)["ContinuousBackupsDescription"]
+    except ClientError as exc:
+        raise ReplicatorError(f"cannot read the backup settings of {source.spec}: {exc}") from None
+    status = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
+    if status != "ENABLED":
+        raise ReplicatorError(
+            f"--load export needs point-in-time recovery on {source.spec} (it is {status or 'DISABLED'}): enable "
+            f"it (aws dynamodb update-continuous-backups --table-name {source.name} "
+            "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true), or use --load scan"
+        )
+
+
+def open_shards(source: Table) -> set[str]:
+    """The shards of the source's stream that are still open: the path must have started on each."""
+    arn = source.description.get("LatestStreamArn")
+    streams = clients.streams(source.spec.region, source.endpoint)
+    shards: set[str] = set()
+    start: str | None = None
+    while True:
+        kwargs = {"StreamArn": arn, **({"ExclusiveStartShardId": start} if start else {})}
+        description = streams.describe_stream(**kwargs)["StreamDescription"]
+        for shard in description.get("Shards", []):
+            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):
+                shards.add(shard["ShardId"])
+        start = description.get("LastEvaluatedShardId")
+        if not start:
+            return shards
 
 
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
                      poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
                      version_attribute: str | None = None) -> DiffResult:
-    """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died."""
+    """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died. A compare
+    that fails (a read timed out on a busy table) is tried again until the time is up: the path keeps
+    running meanwhile, and giving up on it would stop a bootstrap whose load is done."""
     deadline = clock() + timeout_s
     while True:
-        result = diff_tables(source, destination, version_attribute=version_attribute)
+        try:
+            result = diff_tables(source, destination, version_attribute=version_attribute)
+        except ReplicatorError as exc:
+            if clock() >= deadline:
+                raise
+            _log.warning("bootstrap_check_failed", error=str(exc))
+            time.sleep(poll_s)
+            continue
         _log.info("bootstrap_check", missing=result.missing, different=result.different, extraneous=result.extraneous)
         if not result.discrepancies or clock() >= deadline:
             return result
@@ -103,19 +173,130 @@ class Started:
     path: ReplicationPath
     properties: Path
     daemon: subprocess.Popen[bytes]
+    shards: set[str] = field(default_factory=set)
+    """The shards a processor has started on, from the daemon's ``shard_started`` lines."""
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def wait_for_shards(self, shards: set[str], timeout_s: float, poll_s: float = 1.0) -> float:
+        """Wait until a processor has started on each of ``shards``; the epoch time at which the last did."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not shards <= self.shards:
+                if self.daemon.poll() is not None:
+                    raise ReplicatorError(f"the replication daemon exited with status {self.daemon.returncode} "
+                                          "before it started on every shard; see its log")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ReplicatorError(
+                        f"the path did not start on shards {sorted(shards - self.shards)[:3]} within "
+                        f"{timeout_s:g} s, so the load cannot begin; see the daemon's log, or give it longer "
+                        "with --start-timeout")
+                self._changed.wait(min(poll_s, left))
+        return time.time()
+
+    def _saw(self, line: bytes) -> None:
+        if b'"shard_started"' not in line or not line.startswith(b"{"):
+            return
+        try:
+            shard = json.loads(line)["shard"]
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._changed:
+            self.shards.add(str(shard))
+            self._changed.notify_all()
 
 
 def start_replication(path: ReplicationPath, properties: Path, extra: dict[str, str], output: IO[bytes] | None) -> Started:
-    path.write_properties(properties, extra={**extra, "initialPositionInStream": "TRIM_HORIZON"})
-    daemon = spawn_daemon(properties, output)
+    """Start the daemon at LATEST; its output goes to ``output`` (else this process's stdout), read on the
+    way for the processors' ``shard_started`` lines."""
+    path.write_properties(properties, extra={**extra, "initialPositionInStream": "LATEST"})
+    daemon = spawn_daemon(properties, subprocess.PIPE)  # type: ignore[arg-type]
+    started = Started(path, properties, daemon)
+    sink = output if output is not None else sys.stdout.buffer
+
+    def tee() -> None:
+        assert daemon.stdout is not None
+        for line in daemon.stdout:
+            started._saw(line)
+            try:
+                sink.write(line)
+                sink.flush()
+            except (OSError, ValueError):
+                pass  # our stdout closed: the daemon's output is dropped, never the daemon blocked on it
+
+    threading.Thread(target=tee, name="daemon-output", daemon=True).start()
     _log.info("replication_started", properties=str(properties), lease_table=path.application_name,
-              initial_position="TRIM_HORIZON", pid=daemon.pid)
-    return Started(path, properties, daemon)
+              initial_position="LATEST", version_attribute=path.version_attribute, pid=daemon.pid)
+    return started
 
 
-def as_json(copied: int, started: Started, check: DiffResult | None, status: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"copied": copied, "properties": str(started.properties),
-                           "lease_table": started.path.application_name, "daemon_exit_status": status}
+def as_json(load: dict[str, Any], started: Started, check: DiffResult | None, status: int | None,
+            path_started_at: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {**load, "properties": str(started.properties),
+                           "lease_table": started.path.application_name, "daemon_exit_status": status,
+                           "version_attribute": started.path.version_attribute, "path_started_at": path_started_at}
     if check is not None:
         out.update(check=check.as_json(), equal=check.discrepancies == 0)
     return out
+
+
+def lease_table_exists(path: ReplicationPath) -> bool:
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    try:
+        leases.describe_table(TableName=path.application_name)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise ReplicatorError(f"cannot check the lease table {path.application_name}: {exc}") from None
+
+
+def wait_for_owned_leases(path: ReplicationPath, shards: set[str], timeout_s: float, poll_s: float = 2.0) -> float:
+    """For a machine joining a bootstrap with ``--segment``: wait until the path another machine started
+    holds a lease, with an owner, on each of ``shards``; the epoch time at which it did."""
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        owned: set[str] = set()
+        for page in leases.get_paginator("scan").paginate(TableName=path.application_name, ConsistentRead=True):
+            owned |= {i["leaseKey"]["S"] for i in page["Items"] if i.get("leaseOwner", {}).get("S")}
+        if shards <= owned:
+            return time.time()
+        if time.monotonic() >= deadline:
+            raise ReplicatorError(
+                f"the path of lease table {path.application_name} holds no owned lease on shards "
+                f"{sorted(shards - owned)[:3]} after {timeout_s:g} s: start the machine that runs the path first")
+        time.sleep(poll_s)
+
+
+def log_path_started(path: ReplicationPath, shards: set[str], at: float) -> None:
+    _log.info("path_started", lease_table=path.application_name, shards=len(shards),
+              at=datetime.fromtimestamp(at, timezone.utc).isoformat())
+
+
+def load_export(source: Table, destination: Table, bucket: tuple[str, str] | None, url: str | None,
+                s3_endpoint: str | None, path_started_at: float, *, write_units: float | None,
+                put_request: Callable[[str, Change], dict[str, Any]], resume: bool = False,
+                state_path: Path | None = None) -> dict[str, Any]:
+    """``--load export``: export the source now (``bucket``) or take the export at ``url``, check that it is
+    of a time after the path started, and load it through restore-table's reader with the loader's
+    conditional puts."""
+    from replicator.tables import export as ex
+    from replicator.tables.restore import restore_table
+
+    if bucket is not None:
+        description = ex.request_export(source, *bucket)
+        url = ex.export_url(description)
+        export_at = description["ExportTime"].timestamp()
+        ex.check_after_start(export_at, path_started_at, url)
+        ex.wait_for_export(source, description["ExportArn"])
+    else:
+        assert url is not None
+        export_at = ex.export_time(url, region=source.spec.region, s3_endpoint=s3_endpoint)
+        ex.check_after_start(export_at, path_started_at, url)
+    _log.info("export_loading", url=url, export_time=datetime.fromtimestamp(export_at, timezone.utc).isoformat(),
+              after_path_start_s=round(export_at - path_started_at, 3))
+    restored = restore_table(url, destination, s3_endpoint=s3_endpoint, write_units=write_units, resume=resume,
+                             force=True, state_path=state_path, put_request=put_request)
+    return {"loaded": restored.restored, "skipped": restored.present, "read": restored.restored + restored.present,
+            "export": url, "export_time": datetime.fromtimestamp(export_at, timezone.utc).isoformat()}

@@ -383,6 +383,8 @@ class CopyResult:
     write_units: float
     resumed: bool
     state_file: str
+    skipped: int = 0
+    """Items not written because the destination already had their key (bootstrap's conditional load)."""
 
     @property
     def items_per_s(self) -> float:
@@ -390,7 +392,7 @@ class CopyResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "copied": self.copied, "segments": self.segments, "segments_run": self.segments_run,
+            "copied": self.copied, "skipped": self.skipped, "segments": self.segments, "segments_run": self.segments_run,
             "seconds": round(self.seconds, 3), "items_per_s": round(self.items_per_s, 1),
             "read_units": self.read_units, "write_units": self.write_units, "resumed": self.resumed,
             "state_file": self.state_file,
@@ -412,8 +414,11 @@ def copy_table(
     consistent: bool = True,
     progress: bool | None = None,
     keep_state: bool = False,
+    put_request: Callable[[str, Change], dict[str, Any]] | None = None,
 ) -> CopyResult:
-    """Copy ``source`` into ``destination`` (all segments, or the one given); see the module docstring."""
+    """Copy ``source`` into ``destination`` (all segments, or the one given); see the module docstring.
+    ``put_request`` makes each write one conditional PutItem (bootstrap's loader, ``tables.load``); the
+    items it refuses are counted as ``skipped``."""
     check_segments(segment, segments)
     check_same_keys(source, destination)
     state_path = state_path or default_state_path(source, destination, segment)
@@ -424,7 +429,7 @@ def copy_table(
     total = state.segments
     reads, writes = rate_limit(read_units), rate_limit(write_units)
     writer = TableWriter(destination.client, destination.name, max_in_flight=max_in_flight,
-                         before_request=writes.wait, on_consumed=writes.consume)
+                         before_request=writes.wait, on_consumed=writes.consume, put_request=put_request)
     already = sum(p.copied for p in state.positions.values())
     expected = source.item_count if segment is None else math.ceil(source.item_count / total)
     reporter = ProgressReporter(expected, already, tty=progress)
@@ -432,6 +437,7 @@ def copy_table(
     _log.info("copy_started", source=str(source.spec), destination=str(destination.spec), segments=total,
               segments_to_run=len(pending), resumed=resume, state_file=str(state_path))
     copied = [0]
+    skipped = [0]
     count_lock = threading.Lock()
     stop = threading.Event()
 
@@ -442,10 +448,12 @@ def copy_table(
                                       consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
             if items:
                 try:
-                    writer.write(put_changes(destination, items))
+                    stats = writer.write(put_changes(destination, items))
                 except NonRetryableWriteError as exc:
                     raise ReplicatorError(f"{destination.spec} refused a write: {exc}; fix the cause (table, "
                                           "permissions), then run the same command with --resume") from None
+                with count_lock:
+                    skipped[0] += stats.stale
             with count_lock:
                 copied[0] += len(items)
             position.copied += len(items)
@@ -466,6 +474,7 @@ def copy_table(
     if not keep_state:
         state_path.unlink(missing_ok=True)
     result = CopyResult(copied=copied[0], segments=total, segments_run=pending, seconds=seconds,
-                        read_units=reads.consumed, write_units=writes.consumed, resumed=resume, state_file=str(state_path))
+                        read_units=reads.consumed, write_units=writes.consumed, resumed=resume, state_file=str(state_path),
+                        skipped=skipped[0])
     _log.info("copy_finished", **result.as_json())
     return result

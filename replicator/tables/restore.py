@@ -42,12 +42,13 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from replicator import log
-from replicator.changes.codec import Item, RecordFormatError, decode_item
+from replicator.changes.codec import Change, Item, RecordFormatError, decode_item
 from replicator.changes.writer import TableWriter
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.tables.backup import FORMAT, manifest_key
@@ -385,6 +386,8 @@ class RestoreResult:
     write_units: float
     resumed: bool
     state_file: str
+    present: int = 0
+    """Items not written because the table already had their key (bootstrap's conditional load)."""
 
     @property
     def items_per_s(self) -> float:
@@ -393,6 +396,7 @@ class RestoreResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "url": self.url, "kind": self.kind, "restored": self.restored, "skipped": self.skipped,
+            "present": self.present,
             "segments": self.segments, "segments_run": self.segments_run, "seconds": round(self.seconds, 3),
             "items_per_s": round(self.items_per_s, 1), "write_units": self.write_units, "resumed": self.resumed,
             "state_file": self.state_file,
@@ -413,9 +417,12 @@ def restore_table(
     readers: int = MAX_SEGMENT_THREADS,
     progress: bool | None = None,
     keep_state: bool = False,
+    put_request: Callable[[str, Change], dict[str, Any]] | None = None,
 ) -> RestoreResult:
     """Restore the backup at ``url`` (``URL/<jobid>`` or an export's folder) into ``destination``; see the
-    module docstring. ``readers`` is how many segments are read at once."""
+    module docstring. ``readers`` is how many segments are read at once; ``put_request`` makes each write
+    one conditional PutItem (bootstrap's load of an export, ``tables.load``), the refused ones counted as
+    ``present``."""
     store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint)
     store.check()
     backup = find_backup(store, name)
@@ -434,27 +441,28 @@ def restore_table(
 
     writes = rate_limit(write_units)
     writer = TableWriter(destination.client, destination.name, max_in_flight=max_in_flight,
-                         before_request=writes.wait, on_consumed=writes.consume)
+                         before_request=writes.wait, on_consumed=writes.consume, put_request=put_request)
     already = sum(p.copied for p in state.positions.values())
     reporter = ProgressReporter(backup.items, already, tty=progress, label="restoring", event="restore_progress",
                                 show_bytes=True)
     pending = [s for s, p in sorted(state.positions.items()) if not p.done]
     _log.info("restore_started", url=backup.url, kind=backup.kind, table=str(destination.spec), segments=total,
               segments_to_run=len(pending), resumed=resume, state_file=str(state_path))
-    counts = {"restored": 0, "skipped": 0}
+    counts = {"restored": 0, "skipped": 0, "present": 0}
     lock = threading.Lock()
     stop = threading.Event()
 
     def write(s: int, items: list[Item]) -> None:
         try:
-            writer.write(put_changes(destination, items))
+            stats = writer.write(put_changes(destination, items))
         except NonRetryableWriteError as exc:
             raise ReplicatorError(f"{backup.files[s].name}: {destination.spec} refused a write: {exc}") from None
         position = state.positions[s]
         position.copied += len(items)
         state.save()
         with lock:
-            counts["restored"] += len(items)
+            counts["restored"] += len(items) - stats.stale
+            counts["present"] += stats.stale
 
     def run_file(s: int) -> None:
         f, position = backup.files[s], state.positions[s]
@@ -496,7 +504,8 @@ def restore_table(
         state_path.unlink(missing_ok=True)
     result = RestoreResult(url=backup.url, kind=backup.kind, restored=counts["restored"], skipped=counts["skipped"],
                            segments=total, segments_run=pending, seconds=time.monotonic() - started,
-                           write_units=writes.consumed, resumed=resume, state_file=str(state_path))
+                           write_units=writes.consumed, resumed=resume, state_file=str(state_path),
+                           present=counts["present"])
     _log.info("restore_finished", **result.as_json())
     return result
 

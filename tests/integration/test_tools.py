@@ -293,67 +293,7 @@ def test_bad_input_is_one_line_and_exit_2(db, pair, args, words):
 # --- bootstrap --------------------------------------------------------------------------------------
 
 
-def log_time(log_text: str, event: str) -> float:
-    """Epoch seconds of a structured log event (ISO UTC timestamp) in the bootstrap's stderr."""
-    from datetime import datetime
-
-    for line in log_text.splitlines():
-        if line.startswith("{") and f'"event": "{event}"' in line:
-            return datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00")).timestamp()
-    raise AssertionError(f"no {event} event in:\n{log_text[-2000:]}")
-
-
-def test_bootstrap_under_live_writes_ends_equal(tmp_path):
-    """Writes keep coming during the copy; replication from TRIM_HORIZON after it converges the replica."""
-    import threading
-
-    from replicator.local.sandbox import LOCAL_KCL_SETTINGS, Sandbox
-    from replicator.local.workload import MixedWorkload, key_of
-
-    with Sandbox(tmp_path / "sandbox") as sb:
-        rng = random.Random(8)
-        keys = 2000
-        put_all(sb.source, sb.source_table,
-                [every_type_item(key_of(i)["pk"]["S"], i, rng, rev=0) for i in range(keys)])
-        settings = {**LOCAL_KCL_SETTINGS, "parentShardPollIntervalMillis": "1000", "idleTimeBetweenReadsInMillis": "200",
-                    "dontPublishCloudwatch": "true"}  # path keys bootstrap has no option for (metricsLevel follows)
-        stderr_path = tmp_path / "bootstrap.stderr"
-        with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen(
-                [REPLICATOR, "bootstrap", f"us-east-1/{sb.source_table}", f"eu-west-1/{sb.destination_table}",
-                 "--source-endpoint", sb.source_server.endpoint, "--destination-endpoint", sb.destination_server.endpoint,
-                 "--segments", "2", "--page-size", "50", "--write-units", "400",
-                 "--state-file", str(tmp_path / "copy.json"), "--write-properties", str(tmp_path / "boot.properties"),
-                 *[a for k, v in settings.items() for a in ("--kcl-property", f"{k}={v}")],
-                 "--daemon-log", str(tmp_path / "daemon.log"), "--check-timeout", "240", "--exit-after-check", "--json"],
-                stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ),
-            )
-            # Updates, puts and deletes of the copied keys while the copy runs (and after it, while the
-            # daemon starts): 1,500 operations at 150/s.
-            workload = MixedWorkload(sb.source, sb.source_table, keys=keys, seed=21, first_rev=10**6)
-            writer = threading.Thread(target=workload.run, args=(1500, 150))
-            writer.start()
-            writer.join(timeout=120)
-            try:
-                out, _ = proc.communicate(timeout=300)
-            finally:
-                if proc.poll() is None:  # SIGTERM: bootstrap stops its daemon before it exits
-                    proc.terminate()
-                    proc.wait(timeout=90)
-        log_text = stderr_path.read_text()
-        assert proc.returncode == 0, (out, log_text[-3000:], (tmp_path / "daemon.log").read_text()[-3000:])
-        summary = json.loads(out.strip().splitlines()[-1])
-        # Fewer than the keys: the workload deleted some before the scan reached them.
-        assert summary["equal"] and summary["daemon_exit_status"] == 0 and summary["copied"] > keys // 2
-
-        # The copy really ran under live writes.
-        started, finished = log_time(log_text, "copy_started"), log_time(log_text, "copy_finished")
-        during = [ms for ms in workload.stats.write_times_ms.values() if started * 1000 <= ms <= finished * 1000]
-        assert len(during) >= 100, (len(during), finished - started)
-        assert workload.stats.deletes > 0
-
-        diff = sb.diff()
-        assert diff.discrepancies == 0, (diff.missing[:1], diff.different[:1], diff.extraneous[:1])
+# bootstrap under live writes (the path runs while the table loads): tests/integration/test_bootstrap.py.
 
 
 def test_bootstrap_refuses_a_table_without_a_stream(db, pair):

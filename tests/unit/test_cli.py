@@ -261,6 +261,12 @@ def test_copy_table_and_bootstrap_refuse_a_table_onto_itself(tmp_path, command, 
     (["--task-name", ""], "--task-name is empty"),
     (["--write-properties", "a-file/p.properties"], "--write-properties a-file/p.properties cannot be written"),
     (["--daemon-log", "a-file/d.log"], "--daemon-log a-file/d.log cannot be written"),
+    (["--load", "export"], "--load export takes --export-bucket"),
+    (["--load", "export", "--export-bucket", "s3://b-x", "--export", "s3://b-x/AWSDynamoDB/1"], "one of them"),
+    (["--export-bucket", "s3://b-x"], "--export-bucket and --export go with --load export"),
+    (["--load", "export", "--export-bucket", "s3://b-x", "--resume"], "--resume continues a --load scan"),
+    (["--load", "export", "--export-bucket", "/tmp/x"], "is not an S3 URL"),
+    (["--load", "export", "--export-bucket", "s3://b-x", "--segment", "0", "--segments", "2"], "--segment splits a --load scan"),
 ])
 def test_bootstrap_checks_its_options_before_it_reads_or_writes_anything(tmp_path, args, named):
     (tmp_path / "a-file").write_text("")
