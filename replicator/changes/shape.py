@@ -249,6 +249,17 @@ class ReplicaShape(BaseModel):
             return None
         return self.project(item, key_names)
 
+    def views(self, items: Iterable[Item], key_names: Sequence[str], now_s: float) -> list[Item]:
+        """:meth:`view` of each item, leaving out those the replica holds nothing for."""
+        if self.is_identity and self.skip_expired is None:
+            return list(items)
+        return [v for item in items if (v := self.view(item, key_names, now_s)) is not None]
+
+    @property
+    def selects_items(self) -> bool:
+        """True when some source items have no replica item (a filter, or expired items left out)."""
+        return self.filter is not None or self.skip_expired is not None
+
     def drop_ttl_expiries(self, changes: Sequence[Change]) -> tuple[list[Change], int]:
         """With ``ttl_deletes`` skip, the changes without the TTL expiries, and how many there were."""
         if self.ttl_deletes != "skip":

@@ -15,6 +15,7 @@ import click
 
 from replicator import clients, log
 from replicator.changes.formats import key_schema_of
+from replicator.cli.shape import STREAM_SHAPE_OPTIONS
 from replicator.kcl.config import (
     PATH_KEYS,
     ReplicationPath,
@@ -69,6 +70,7 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("shutdown-grace-millis", {"type": click.IntRange(1000), "help": "Time allowed for a graceful stop on SIGTERM. [default: 30000]"}),
     ("version-attribute", {"metavar": "NAME", "help": "Keep each replica item's replication version in attribute NAME "
                            "and never write over a newer one (deletes leave tombstones). [default: off]"}),
+    *STREAM_SHAPE_OPTIONS,
 ]
 
 
@@ -192,6 +194,8 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         source = checks.check_tables(path, source_client, destination_client)
         stream_arn, argv = source["LatestStreamArn"], None
         extra_env = {launcher.STREAM_VIEW_ENV: source["StreamSpecification"]["StreamViewType"]}
+    ttl_note = checks.check_shape(path, destination if path.is_kinesis else source,
+                                  None if path.is_kinesis else extra_env[launcher.STREAM_VIEW_ENV])
     if to_write is not None:
         path.write_properties(to_write, extra=extra)
     log.configure()
@@ -200,6 +204,8 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         source=f"{path.source_region}/{path.source_name}", destination=f"{path.destination_region}/{path.destination_table}",
         **({"format": path.source_format} if path.is_kinesis else {}),
     )
+    if ttl_note:
+        log.get("replicator.cli.main").warning("ttl_deletes_limited", note=ttl_note)
     if path.is_kinesis:
         # The stock daemon would wait 1-30 s, then shardSyncIntervalMillis, before a new path's first lease.
         leases.create_initial_leases(path, read_properties(properties),

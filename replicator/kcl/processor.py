@@ -189,7 +189,7 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
         bucket = SharedTokenBucket.for_worker(path.application_name, path.max_writes_per_second)
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
                          versioning=fence, charge=bucket.take if bucket else None)
-    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=metrics, bucket=bucket)
+    return ReplicationProcessor(Applier(writer, decoder, reader, shape=path.shape), metrics=metrics, bucket=bucket)
 
 
 def protocol_stdout() -> TextIO:

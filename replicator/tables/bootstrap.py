@@ -36,6 +36,7 @@ from replicator.kcl.launcher import spawn_daemon
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.tables.spec import Table, check_same_keys
 
 _log = log.get("replicator.tables.bootstrap")
@@ -48,16 +49,21 @@ BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRe
                      "initialPosition": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
                      "initialTimestamp": "`replicator run` (bootstrap starts at TRIM_HORIZON)",
                      "sourceKinesisStream": "`replicator run` (bootstrap replicates SRC's own stream)",
-                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)"}
+                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)",
+                     "includeAttributes": "--include-attributes", "excludeAttributes": "--exclude-attributes",
+                     "filter": "--filter", "ttlDeletes": "--ttl-deletes"}
 """The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
 KCL_PATH_KEYS = tuple(key for key in PATH_KEYS if key not in BOOTSTRAP_OPTIONS)
 
 
 def replication_path(source: Table, destination: Table, task_name: str | None = None,
-                     version_attribute: str | None = None, settings: dict[str, str] | None = None) -> ReplicationPath:
-    """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property)."""
+                     version_attribute: str | None = None, settings: dict[str, str] | None = None,
+                     shape: ReplicaShape = KEEP_ALL) -> ReplicationPath:
+    """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property);
+    ``shape``'s stream settings go into the path, so that the daemon keeps the replica the copy made."""
     return build_path({
         **(settings or {}),
+        **{k: v for k, v in shape.as_settings().items() if k != "skip_expired"},
         "source_region": source.spec.region, "source_table": source.name, "source_endpoint": source.endpoint,
         "destination_region": destination.spec.region, "destination_table": destination.name,
         "destination_endpoint": destination.endpoint, "task_name": task_name, "initial_position": "TRIM_HORIZON",
@@ -69,6 +75,9 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath) -> Non
     """The stream carries new images, the keys match and the path has never run."""
     checks.check_stream(source.description, source.spec.region)
     check_same_keys(source, destination)
+    note = checks.check_shape(path, source.description, source.description["StreamSpecification"]["StreamViewType"])
+    if note:
+        _log.warning("ttl_deletes_limited", note=note)
     leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
     try:
         leases.describe_table(TableName=path.application_name)
@@ -85,11 +94,11 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath) -> Non
 
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
                      poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                     version_attribute: str | None = None) -> DiffResult:
+                     version_attribute: str | None = None, shape: ReplicaShape = KEEP_ALL) -> DiffResult:
     """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died."""
     deadline = clock() + timeout_s
     while True:
-        result = diff_tables(source, destination, version_attribute=version_attribute)
+        result = diff_tables(source, destination, version_attribute=version_attribute, shape=shape)
         _log.info("bootstrap_check", missing=result.missing, different=result.different, extraneous=result.extraneous)
         if not result.discrepancies or clock() >= deadline:
             return result

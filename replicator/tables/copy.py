@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 from replicator import log
 from replicator.changes.codec import Change, Item, decode_item, encode_item
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.files import check_writable, private_file
 from replicator.tables.spec import Table, check_same_keys, check_segments, scan_pages
@@ -383,6 +384,8 @@ class CopyResult:
     write_units: float
     resumed: bool
     state_file: str
+    left_out: int = 0
+    """Items scanned but not copied: filtered out, or expired (``changes.shape``)."""
 
     @property
     def items_per_s(self) -> float:
@@ -393,7 +396,7 @@ class CopyResult:
             "copied": self.copied, "segments": self.segments, "segments_run": self.segments_run,
             "seconds": round(self.seconds, 3), "items_per_s": round(self.items_per_s, 1),
             "read_units": self.read_units, "write_units": self.write_units, "resumed": self.resumed,
-            "state_file": self.state_file,
+            "state_file": self.state_file, "left_out": self.left_out,
         }
 
 
@@ -412,10 +415,12 @@ def copy_table(
     consistent: bool = True,
     progress: bool | None = None,
     keep_state: bool = False,
+    shape: ReplicaShape = KEEP_ALL,
 ) -> CopyResult:
     """Copy ``source`` into ``destination`` (all segments, or the one given); see the module docstring."""
     check_segments(segment, segments)
     check_same_keys(source, destination)
+    shape.check_keys(source.key_names)
     state_path = state_path or default_state_path(source, destination, segment)
     check_state_path(state_path, resume)
     state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
@@ -431,7 +436,8 @@ def copy_table(
     pending = [s for s, p in sorted(state.positions.items()) if not p.done]
     _log.info("copy_started", source=str(source.spec), destination=str(destination.spec), segments=total,
               segments_to_run=len(pending), resumed=resume, state_file=str(state_path))
-    copied = [0]
+    copied, left_out = [0], [0]
+    now_s = time.time()  # "expired" is decided against one moment, the copy's start
     count_lock = threading.Lock()
     stop = threading.Event()
 
@@ -440,14 +446,16 @@ def copy_table(
         for items, last in scan_pages(source, segment=s, segments=total, start_key=position.last_key,
                                       limit=page_size or DEFAULT_PAGE_SIZE,
                                       consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
-            if items:
+            kept = shape.views(items, destination.key_names, now_s)
+            if kept:
                 try:
-                    writer.write(put_changes(destination, items))
+                    writer.write(put_changes(destination, kept))
                 except NonRetryableWriteError as exc:
                     raise ReplicatorError(f"{destination.spec} refused a write: {exc}; fix the cause (table, "
                                           "permissions), then run the same command with --resume") from None
             with count_lock:
-                copied[0] += len(items)
+                copied[0] += len(kept)
+                left_out[0] += len(items) - len(kept)
             position.copied += len(items)
             position.last_key = last
             position.done = last is None
@@ -466,6 +474,7 @@ def copy_table(
     if not keep_state:
         state_path.unlink(missing_ok=True)
     result = CopyResult(copied=copied[0], segments=total, segments_run=pending, seconds=seconds,
-                        read_units=reads.consumed, write_units=writes.consumed, resumed=resume, state_file=str(state_path))
+                        read_units=reads.consumed, write_units=writes.consumed, resumed=resume, state_file=str(state_path),
+                        left_out=left_out[0])
     _log.info("copy_finished", **result.as_json())
     return result
