@@ -261,3 +261,39 @@ def test_skip_expired_and_view_are_what_the_tools_compare():
     assert shape.view(live, ["pk"], now_s=2000) is None  # expired
     assert shape.view({**live, "expires": {"S": "2000"}}, ["pk"], now_s=3000) is not None  # TTL ignores a non-number
     assert shape.view({**live, "tenant": {"S": "us"}}, ["pk"], now_s=0) is None
+
+
+# --- the daemon's settings --------------------------------------------------------------------------------
+
+def test_the_daemons_properties_keys_carry_the_shape_and_bad_ones_name_the_key():
+    from replicator.kcl.config import build_path, path_from_properties
+
+    path = build_path({"source_region": "us-east-1", "source_table": "src", "destination_region": "eu-west-1",
+                       "destination_table": "dst", "exclude_attributes": "email,phone", "filter": "tenant == 'eu'",
+                       "ttl_deletes": "skip"})
+    props = path.to_properties()
+    assert (props["excludeAttributes"], props["filter"], props["ttlDeletes"]) == ("email,phone", "tenant == 'eu'", "skip")
+    again = path_from_properties(props).shape
+    assert (again.exclude_attributes, again.filter, again.ttl_deletes) == (("email", "phone"), "tenant == 'eu'", "skip")
+    with pytest.raises(ReplicatorError, match=r"ttlDeletes \(ttl-deletes\) is 'never': choose replicate or skip"):
+        path_from_properties({**props, "ttlDeletes": "never"})
+    with pytest.raises(ReplicatorError, match=r"filter 'tenant ==' is not a JMESPath expression"):
+        path_from_properties({**props, "filter": "tenant =="})
+
+
+def test_run_refuses_excluding_the_version_attribute_and_a_ttl_skip_on_binlog():
+    from replicator.kcl.checks import check_shape
+    from replicator.kcl.config import build_path
+
+    table = {"TableName": "dst", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}
+    base = {"source_region": "us-east-1", "source_table": "src", "destination_region": "eu-west-1",
+            "destination_table": "dst"}
+    with pytest.raises(ReplicatorError, match=r"excludeAttributes \(exclude-attributes\) names 'v', the version"):
+        check_shape(build_path({**base, "version_attribute": "v", "exclude_attributes": "v"}), table)
+    binlog = {**base, "source_kinesis_stream": "s", "source_format": "binlog", "ttl_deletes": "skip"}
+    with pytest.raises(ReplicatorError, match="binlog records"):
+        check_shape(build_path(binlog), table)
+    note = check_shape(build_path({**base, "ttl_deletes": "skip"}), table, "KEYS_ONLY")
+    assert note and note.startswith("ttlDeletes (ttl-deletes) skip on a stream whose view carries no new image")
+    assert check_shape(build_path({**base, "ttl_deletes": "skip"}), table, "NEW_IMAGE") is None
