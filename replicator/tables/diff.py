@@ -15,7 +15,8 @@ never clear.
 With a :class:`~replicator.changes.shape.ReplicaShape` (the options of the path that keeps the replica),
 the primary is seen through it: each primary item is compared as the replica keeps it (projected), an item
 the filter leaves out or that has expired is one the replica must not hold, and ``--repair`` and
-``--backfill`` write those views. So a filtered replica is equal to its source run with the same options.
+``--backfill`` write those views. So a filtered replica is equal to its source run with the same options. With ``skip_expired``
+an expired item counts on neither side, so a replica that kept its expired items (ttlDeletes skip) is equal too.
 Finding extraneous items then reads whole primary items, not keys, to see whether each passes the filter.
 """
 
@@ -103,6 +104,9 @@ class _Run:
         self.tombstone = [version_attribute + TOMBSTONE_SUFFIX] if version_attribute else []
         self.shape = shape
         self.now_s = time.time()  # "expired" is decided against one moment, the run's start
+        self.expiry = [shape.skip_expired] if shape.skip_expired else []
+        """An expired item counts on neither side: a replica that kept its expired items (ttlDeletes skip)
+        holds no extraneous item for them."""
         self._logged = 0
         self._lock = threading.Lock()
 
@@ -125,7 +129,8 @@ class _Run:
                 self._write([_put(self.replica, item) for item in items], result)
                 continue
             present = {self.replica.key_id(seen): seen for item in batch_get(self.replica, [self.primary.key_of(i) for i in items])
-                       if (seen := replica_view(item, self.version_attribute)) is not None}
+                       if (seen := replica_view(item, self.version_attribute)) is not None
+                       and not self.shape.is_expired(seen, self.now_s)}
             fixes = []
             for item in items:
                 other = present.get(self.replica.key_id(item))
@@ -141,8 +146,9 @@ class _Run:
         if self.backfill:
             return result
         for keys, _ in scan_pages(self.replica, segment=segment, segments=segments, limit=self.page_size, keys_only=True,
-                                  also=self.tombstone):
-            keys = [k for k in keys if replica_view(k, self.version_attribute) is not None]
+                                  also=self.tombstone + self.expiry):
+            keys = [self.replica.key_of(k) for k in keys if replica_view(k, self.version_attribute) is not None
+                    and not self.shape.is_expired(k, self.now_s)]
             result.replica_scanned += len(keys)
             if self.shape.selects_items:
                 known = {self.primary.key_id(k) for k in self.shape.views(batch_get(self.primary, keys),

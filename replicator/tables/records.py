@@ -67,8 +67,12 @@ def diff_record(primary: Table, replica: Table, key: Item, version_attribute: st
     primary's item is compared as the replica keeps it (``changes.shape``); filtered out, it is absent."""
     check_same_keys(primary, replica)
     shape.check_keys(primary.key_names, version_attribute)
-    return RecordDiff(key=key, primary_item=shape.view(_get(primary, key), primary.key_names, time.time()),
-                      replica_item=replica_view(_get(replica, key), version_attribute))
+    now_s = time.time()
+    replica_item = replica_view(_get(replica, key), version_attribute)
+    if replica_item is not None and shape.is_expired(replica_item, now_s):
+        replica_item = None  # an expired item counts on neither side (a replica that kept it: ttlDeletes skip)
+    return RecordDiff(key=key, primary_item=shape.view(_get(primary, key), primary.key_names, now_s),
+                      replica_item=replica_item)
 
 
 def replicate_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None,

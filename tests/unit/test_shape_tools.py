@@ -66,10 +66,12 @@ def test_diff_tables_repair_makes_a_replica_of_the_shape(aws):
     copy_table(src, dst, segments=1, progress=False)  # a whole copy: too much of everything
     aws.put_item(TableName="dst", Item={"pk": {"S": "stray"}, "tenant": {"S": "eu"}})
     found = diff_tables(src, dst, shape=SHAPE)
-    assert (found.missing, found.different, found.extraneous) == (0, len(_expected()), 40 - len(_expected()) + 1)
+    expired = {f"k{i:02}" for i in range(0, 40, 5)}  # counted on neither side: the replica's TTL would take them
+    assert (found.missing, found.different, found.extraneous) == (0, len(_expected()), 40 - len(_expected()) - 8 + 1)
     repaired = diff_tables(src, dst, repair=True, shape=SHAPE)
     assert repaired.unrepaired == 0 and diff_tables(src, dst, shape=SHAPE).discrepancies == 0
-    assert set(_dst(aws)) == _expected() and all("email" not in i for i in _dst(aws).values())
+    assert set(_dst(aws)) == _expected() | expired
+    assert all("email" not in i for k, i in _dst(aws).items() if k not in expired)
 
 
 def test_records_are_compared_and_replicated_through_the_shape(aws):
@@ -103,3 +105,16 @@ def test_backup_table_backs_up_the_shape(aws, tmp_path):
     lines = gzip.decompress((tmp_path / "j" / "0").read_bytes()).decode().splitlines()
     items = [json.loads(line)["Item"] for line in lines]
     assert {i["pk"]["S"] for i in items} == _expected() and all("email" not in i for i in items)
+
+
+def test_a_replica_that_kept_its_expired_items_is_equal_with_skip_expired(aws):
+    """ttlDeletes skip: the source's TTL deleted an item the replica kept; --skip-expired counts it on neither side."""
+    src, dst = open_table("us-east-1/src", None), open_table("us-east-1/dst", None)
+    copy_table(src, dst, segments=1, progress=False)
+    expired = [i for i in aws.scan(TableName="src")["Items"] if int(i["expires"]["N"]) < time.time()]
+    for item in expired[:3]:  # what TTL would do at the source; the replica skipped those deletes
+        aws.delete_item(TableName="src", Key={"pk": item["pk"]})
+    assert diff_tables(src, dst).extraneous == 3
+    kept = ReplicaShape.build({"skip_expired": "expires"})
+    assert diff_tables(src, dst, shape=kept).discrepancies == 0
+    assert diff_record(src, dst, {"pk": expired[0]["pk"]}, shape=kept).status == "equal"
