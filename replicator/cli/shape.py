@@ -37,10 +37,10 @@ STREAM_SHAPE_OPTIONS = [*PROJECTION_OPTIONS, TTL_OPTION]
 FIELDS = ("include_attributes", "exclude_attributes", "filter", "ttl_deletes", "skip_expired")
 
 
-def shape_options(*, ttl: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add --include-attributes, --exclude-attributes, --filter and --skip-expired (and with ``ttl``,
-    --ttl-deletes, for a command that starts a path) to a table tool."""
-    options = [*PROJECTION_OPTIONS, *([TTL_OPTION] if ttl else []), SKIP_EXPIRED_OPTION]
+def shape_options(*, ttl: bool = False, expired: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add --include-attributes, --exclude-attributes, --filter and --skip-expired (with ``ttl``,
+    --ttl-deletes, for a command that starts a path; without ``expired``, no --skip-expired: a stream shell)."""
+    options = [*PROJECTION_OPTIONS, *([TTL_OPTION] if ttl else []), *([SKIP_EXPIRED_OPTION] if expired else [])]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for kebab, kwargs in reversed(options):
