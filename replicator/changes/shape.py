@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from replicator import log
 from replicator.changes.codec import TTL_IDENTITY, AttributeValue, Change, Item, is_ttl_expiry
@@ -101,81 +100,91 @@ def is_true(value: Any) -> bool:
     return not (value is None or value is False or (isinstance(value, (str, list, dict)) and not value))
 
 
-def _names(value: Any) -> tuple[str, ...] | None:
+class _SettingError(ValueError):
+    """A rule across settings, naming them by field; :meth:`ReplicaShape.build` names them as the shell does."""
+
+    def __init__(self, fields: tuple[str, ...], text: str) -> None:
+        super().__init__(text)
+        self.fields, self.text = fields, text
+
+
+def _names(value: Any, field: str) -> tuple[str, ...] | None:
     """``a,b,c`` (or a sequence of names) to a tuple of names; None or blank is None."""
     if value is None:
         return None
+    if not isinstance(value, (str, list, tuple)):
+        raise _SettingError((field,), f"{value!r} is not a list of attribute names: give names separated by commas, "
+                            "e.g. a,b,c")
     parts = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(str(p).strip() for p in parts)
     if not any(names):
         return None
     if not all(names):
-        raise ValueError(f"{value!r} has an empty attribute name: give names separated by commas, e.g. a,b,c")
+        raise _SettingError((field,), f"{value!r} has an empty attribute name: give names separated by commas, "
+                            "e.g. a,b,c")
     return names
 
 
-class ReplicaShape(BaseModel):
-    """What a replica keeps of its source. The default keeps everything (``is_identity``)."""
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else value
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+FIELDS = ("include_attributes", "exclude_attributes", "filter", "ttl_deletes", "skip_expired")
+
+
+@dataclass(frozen=True)
+class ReplicaShape:
+    """What a replica keeps of its source. The default keeps everything (``is_identity``).
+
+    A frozen dataclass checked on construction, not a pydantic model: the Lambda package carries no pydantic
+    (``Makefile``, LAMBDA_DEPS), and these five settings need no more than :meth:`build` checks."""
 
     include_attributes: tuple[str, ...] | None = None
     exclude_attributes: tuple[str, ...] | None = None
     filter: str | None = None
-    ttl_deletes: Literal["replicate", "skip"] = "replicate"
+    ttl_deletes: str = "replicate"
     skip_expired: str | None = None
+    _compiled: Any = field(default=None, init=False, repr=False, compare=False)
+    _logged: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
-    _compiled: Any = PrivateAttr(default=None)
-    _logged: set[str] = PrivateAttr(default_factory=set)
-
-    @field_validator("include_attributes", "exclude_attributes", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> tuple[str, ...] | None:
-        return _names(value)
-
-    @field_validator("filter", "skip_expired", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return value.strip() or None if isinstance(value, str) else value
-
-    @field_validator("ttl_deletes", mode="before")
-    @classmethod
-    def _ttl_default(cls, value: Any) -> Any:
-        return "replicate" if value is None or (isinstance(value, str) and not value.strip()) else value.strip().lower()
-
-    @model_validator(mode="after")
-    def _one_projection(self) -> "ReplicaShape":
+    def __post_init__(self) -> None:
         if self.include_attributes is not None and self.exclude_attributes is not None:
-            raise ValueError("include_attributes and exclude_attributes: give one of them, not both")
+            raise _SettingError(("include_attributes", "exclude_attributes"), "give one of them, not both")
+        if self.ttl_deletes not in TTL_DELETES:
+            raise _SettingError(("ttl_deletes",), f"is {self.ttl_deletes!r}: choose {' or '.join(TTL_DELETES)}")
         if self.filter is not None:
             try:
-                self._compiled = jmespath.compile(self.filter)
+                object.__setattr__(self, "_compiled", jmespath.compile(self.filter))
             except JMESPathError as exc:
                 detail = " ".join(str(exc).split())
-                raise ValueError(f"filter {self.filter!r} is not a JMESPath expression ({detail}): e.g. "
-                                 "\"tenant == 'eu'\" (strings in single quotes, numbers in backticks)") from None
-        return self
+                raise _SettingError(("filter",), f"{self.filter!r} is not a JMESPath expression ({detail}): e.g. "
+                                    "\"tenant == 'eu'\" (strings in single quotes, numbers in backticks)") from None
 
     @classmethod
     def build(cls, values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> "ReplicaShape":
-        """The shape from a shell's settings, by field name; a bad one is one line naming the setting as that
-        shell's user knows it (``names``: field name to option, properties key or variable)."""
+        """The shape from a shell's settings, by field name, as text (blank is unset); a bad one is one line
+        naming the setting as that shell's user knows it (``names``: field name to option, properties key or
+        variable; by default the option, --filter)."""
         def named(field: str) -> str:
             return (names or {}).get(field, "--" + field.replace("_", "-"))
 
+        unknown = sorted(set(values) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"not a replica shape setting: {unknown[0]}")
+        ttl = values.get("ttl_deletes")
         try:
-            return cls(**{k: v for k, v in values.items() if v is not None})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if not err["loc"]:
-                for field in cls.model_fields:
-                    message = message.replace(field, named(field))
-                raise ReplicatorError(message) from None
-            field = str(err["loc"][0])
-            if field == "ttl_deletes":
-                message = f"is {values.get(field)!r}: choose {' or '.join(TTL_DELETES)}"
-            raise ReplicatorError(f"{named(field)} {message}") from None
+            return cls(
+                include_attributes=_names(values.get("include_attributes"), "include_attributes"),
+                exclude_attributes=_names(values.get("exclude_attributes"), "exclude_attributes"),
+                filter=_text(values.get("filter")),
+                ttl_deletes=(ttl.strip().lower() or "replicate") if isinstance(ttl, str) else ttl or "replicate",
+                skip_expired=_text(values.get("skip_expired")),
+            )
+        except _SettingError as exc:
+            if len(exc.fields) > 1:
+                raise ReplicatorError(f"{' and '.join(map(named, exc.fields))}: {exc.text}") from None
+            text = exc.text if exc.fields != ("ttl_deletes",) else f"is {ttl!r}: choose {' or '.join(TTL_DELETES)}"
+            raise ReplicatorError(f"{named(exc.fields[0])} {text}") from None
 
     @property
     def is_identity(self) -> bool:
@@ -185,11 +194,11 @@ class ReplicaShape(BaseModel):
     def as_settings(self) -> dict[str, str]:
         """The shape's settings that are set, by field name, as text (properties files, logs)."""
         out: dict[str, str] = {}
-        for field in type(self).model_fields:
-            value = getattr(self, field)
-            if value is None or (field == "ttl_deletes" and value == "replicate"):
+        for name in FIELDS:
+            value = getattr(self, name)
+            if value is None or (name == "ttl_deletes" and value == "replicate"):
                 continue
-            out[field] = ",".join(value) if isinstance(value, tuple) else str(value)
+            out[name] = ",".join(value) if isinstance(value, tuple) else str(value)
         return out
 
     def check_keys(self, key_names: Iterable[str], version_attribute: str | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from replicator.changes.shape import ReplicaShape
+from replicator.changes.shape import FIELDS, ReplicaShape
 
 PROJECTION_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("include-attributes", {"metavar": "A,B", "help": "Replicate only these top-level attributes (and always the "
@@ -33,9 +33,6 @@ SKIP_EXPIRED_OPTION: tuple[str, dict[str, Any]] = (
 
 STREAM_SHAPE_OPTIONS = [*PROJECTION_OPTIONS, TTL_OPTION]
 """The path settings `run` takes (properties keys includeAttributes, excludeAttributes, filter, ttlDeletes)."""
-
-FIELDS = ("include_attributes", "exclude_attributes", "filter", "ttl_deletes", "skip_expired")
-
 
 def shape_options(*, ttl: bool = False, expired: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add --include-attributes, --exclude-attributes, --filter and --skip-expired (with ``ttl``,

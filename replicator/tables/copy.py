@@ -423,7 +423,9 @@ def copy_table(
     shape.check_keys(source.key_names)
     state_path = state_path or default_state_path(source, destination, segment)
     check_state_path(state_path, resume)
-    state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
+    # The shape is part of what is copied: a --resume with other shape options is refused, not mixed in.
+    shaped = "".join(f" {k}={v}" for k, v in sorted(shape.as_settings().items()))
+    state = CopyState.start_or_resume(state_path, str(source.spec), f"{destination.spec}{shaped}", resume=resume,
                                       segments=segments, segment=segment,
                                       default_segments=lambda: default_segments(source))
     total = state.segments

@@ -118,3 +118,11 @@ def test_a_replica_that_kept_its_expired_items_is_equal_with_skip_expired(aws):
     kept = ReplicaShape.build({"skip_expired": "expires"})
     assert diff_tables(src, dst, shape=kept).discrepancies == 0
     assert diff_record(src, dst, {"pk": expired[0]["pk"]}, shape=kept).status == "equal"
+
+
+def test_a_copy_resumed_with_other_shape_options_is_refused(aws, tmp_path):
+    src, dst = open_table("us-east-1/src", None), open_table("us-east-1/dst", None)
+    state = tmp_path / "state.json"
+    copy_table(src, dst, segments=1, page_size=10, state_path=state, progress=False, keep_state=True, shape=SHAPE)
+    with pytest.raises(ReplicatorError, match="exclude_attributes=email filter=tenant == 'eu' skip_expired=expires, not"):
+        copy_table(src, dst, segments=1, state_path=state, resume=True, progress=False)
