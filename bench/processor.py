@@ -41,6 +41,10 @@ lock costs nothing), and writes ``DIR/LABEL.prof`` and the top entries by own ti
 time. cProfile slows Python-heavy code more than C-heavy code, so it says where to look; the timed runs
 say how much a change is worth.
 
+``--shape`` adds, per repeat, a run of the first tree with the path's replica shape set (``changes.shape``):
+``SHAPE_SETTINGS``, an exclusion of two attributes and a filter that every item of the feed passes (so the
+destination check still holds), which prices the filter's evaluation and the projection per record.
+
 Run: ``.venv/bin/python -m bench.processor [--records 20000] [--repeats 3] [--tree before=/tmp/before]
 [--tree after=.] [--profile /tmp/prof]`` (``--endpoint URL`` uses a running local server instead of
 starting one).
@@ -360,6 +364,10 @@ def print_profile(path: Path, records: int, top: int) -> None:
 # --- The run ---------------------------------------------------------------------------------------------------
 
 
+SHAPE_SETTINGS = {"exclude_attributes": "email,avatar", "filter": "age >= `18` && (active || !active)"}
+"""A shape every feed item passes (ages are 18 to 99), so that the whole feed is still written."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.processor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=20_000)
@@ -371,6 +379,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile one run per tree into DIR")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--shape", action="store_true", help="also run the first tree with SHAPE_SETTINGS")
     parser.add_argument("--endpoint", help="a running local server (default: start one)")
     parser.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()) / "bench-processor")
     args = parser.parse_args()
@@ -392,7 +401,7 @@ def main() -> None:
     client = local_client(endpoint, region=SOURCE_REGION)
     counter = iter(range(10**6))
 
-    def one(label: str, tree: str | None, profile: Path | None = None) -> Run:
+    def one(label: str, tree: str | None, profile: Path | None = None, settings: dict[str, str] | None = None) -> Run:
         table = f"bench-processor-{os.getpid()}-{next(counter)}"
         client.create_table(TableName=table, KeySchema=KEY_SCHEMA, AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
                             BillingMode="PAY_PER_REQUEST")
@@ -407,7 +416,7 @@ def main() -> None:
             ReplicationPath(source_region=SOURCE_REGION, source_table="bench-source", destination_region=SOURCE_REGION,
                             destination_table=table, destination_endpoint=endpoint,
                             write_concurrency=args.write_concurrency, dont_publish_cloudwatch=True,
-                            ).write_properties(properties)
+                            **(settings or {})).write_properties(properties)
             env.update(PYTHONPATH=str(Path(tree).resolve()), REPLICATOR_PROPERTIES=str(properties),
                        REPLICATOR_STREAM_VIEW="NEW_AND_OLD_IMAGES")
             code = "from replicator.kcl.processor import main; main()"
@@ -440,6 +449,8 @@ def main() -> None:
                 runs.setdefault("baseline", []).append(one("baseline", None))
             for label, tree in trees:
                 runs.setdefault(label, []).append(one(label, tree))
+            if args.shape:
+                runs.setdefault("shaped", []).append(one("shaped", trees[0][1], settings=SHAPE_SETTINGS))
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
             for label, tree in trees:

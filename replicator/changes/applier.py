@@ -8,6 +8,10 @@ event source mapping retries from there and nothing after it is skipped.
 A record is durable when its key's last change in the batch is: a squashed-away change's successor
 carries its state. So the first record not durable is the earliest record of any key whose write
 failed, or the first record that cannot be decoded, whichever comes first.
+
+A path's :class:`~replicator.changes.shape.ReplicaShape` acts at two points: TTL expiries it leaves out
+are dropped before squash (as if their records were not there), and its filter and projection act on each
+key's final state after squash and the read-through (the state, not a record, is what is filtered).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from replicator.changes.codec import Change, RecordFormatError
 from replicator.changes.formats import DynamoDBStreamRecords, RecordFormat, SourceRecord
 from replicator.changes.reader import SourceReader
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.changes.squash import squash
 from replicator.changes.writer import TableWriter, WriteStats
 
@@ -52,6 +57,8 @@ class BatchResult:
     """Per-record replication latency of the batch (None when no record carries a creation time)."""
     skipped: int = 0
     """Records that made no change (another table's, in a stream that carries several)."""
+    ttl_skipped: int = 0
+    """TTL expiries left out (``ttlDeletes`` skip): not applied to the replica."""
 
     @property
     def lag_ms_max(self) -> int | None:
@@ -62,7 +69,7 @@ class BatchResult:
         """What every shell's one ``batch_applied`` line says of a batch, under the same names."""
         return {"records": self.records, "puts": self.writes.puts, "deletes": self.writes.deletes,
                 "requests": self.writes.requests, "retries": self.writes.retries, "stale": self.writes.stale,
-                "skipped": self.skipped, "lag_ms_max": self.lag_ms_max}
+                "skipped": self.skipped, "ttl_skipped": self.ttl_skipped, "lag_ms_max": self.lag_ms_max}
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Applier:
         record_format: RecordFormat = DynamoDBStreamRecords(),
         reader: SourceReader | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        shape: ReplicaShape = KEEP_ALL,
     ) -> None:
         if reader is None and record_format.read_through:
             raise ValueError(f"{record_format.name} records name keys only: they need a SourceReader")
@@ -89,13 +97,15 @@ class Applier:
         self._format = record_format
         self._reader = reader
         self._clock_ms = clock_ms
+        self._shape = shape
 
     def apply(self, records: Sequence[SourceRecord]) -> BatchResult:
         """Make the batch's final state durable in the destination; raise if it cannot be."""
         per_record = [self._format.decode(record) for record in records]
-        changes = self._resolve(squash([c for cs in per_record for c in cs], in_order=self._format.in_order), None)
+        kept, ttl_skipped = self._shape.drop_ttl_expiries([c for cs in per_record for c in cs])
+        changes = self._shape.apply(self._resolve(squash(kept, in_order=self._format.in_order), None))
         stats = self._writer.write(changes)
-        return self._result(records, per_record, stats)
+        return self._result(records, per_record, stats, ttl_skipped)
 
     def apply_partial(self, records: Sequence[SourceRecord], deadline: float | None = None) -> PartialResult:
         """Make as much of the batch durable as can be by ``deadline`` (the writer's clock); say from which
@@ -114,9 +124,10 @@ class Applier:
             for change in changes:
                 first_index.setdefault(change.key_id, index)
         stats = WriteStats()
+        kept, ttl_skipped = self._shape.drop_ttl_expiries([c for cs in per_record for c in cs])
         try:
-            squashed = squash([c for cs in per_record for c in cs], in_order=self._format.in_order)
-            outcome = self._writer.write_all(self._resolve(squashed, deadline), deadline)
+            squashed = squash(kept, in_order=self._format.in_order)
+            outcome = self._writer.write_all(self._shape.apply(self._resolve(squashed, deadline)), deadline)
             stats = outcome.stats
             if outcome.failures:
                 earliest = min(first_index[key] for key in outcome.failures)
@@ -126,7 +137,8 @@ class Applier:
         except Exception as exc:  # noqa: BLE001 - a read-through or fence refusal fails the whole batch
             first_not_durable, failure = 0, exc
         durable = records[:first_not_durable] if first_not_durable is not None else records
-        result = self._result(durable, per_record[: len(durable)], stats)
+        durable_ttl = sum(1 for cs in per_record[: len(durable)] for c in cs if c.ttl_expiry) if ttl_skipped else 0
+        result = self._result(durable, per_record[: len(durable)], stats, durable_ttl)
         return PartialResult(result, first_not_durable, failure)
 
     def _resolve(self, changes: list[Change], deadline: float | None) -> list[Change]:
@@ -134,7 +146,8 @@ class Applier:
             return changes
         return self._reader.resolve(changes, deadline)
 
-    def _result(self, records: Sequence[SourceRecord], per_record: list[list[Change]], stats: WriteStats) -> BatchResult:
+    def _result(self, records: Sequence[SourceRecord], per_record: list[list[Change]], stats: WriteStats,
+                ttl_skipped: int = 0) -> BatchResult:
         durable_ms = self._clock_ms()
         created = [c.created_ms for cs in per_record for c in cs if c.created_ms is not None]
         return BatchResult(
@@ -143,4 +156,5 @@ class Applier:
             last_sequence_number=records[-1].sequence_number if records else None,
             latency=Latency.of(created, durable_ms),
             skipped=sum(1 for cs in per_record if not cs),
+            ttl_skipped=ttl_skipped,
         )

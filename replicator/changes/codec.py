@@ -47,6 +47,8 @@ class Change:
     read_through: bool = False
     """The record names the key only (a keys-only record, a KEYS_ONLY or OLD_IMAGE stream): the item's
     present state is read from the source before writing (``reader``)."""
+    ttl_expiry: bool = False
+    """A REMOVE that DynamoDB's TTL made (:func:`is_ttl_expiry`), which a path may leave out (``shape``)."""
 
     @property
     def is_delete(self) -> bool:
@@ -227,7 +229,23 @@ def change_from_record(record: Any, *, created_unit_ms: int = 1, read_through: b
         sequence_number=sequence,
         created_ms=created_ms,
         read_through=read_through,
+        ttl_expiry=event == REMOVE_EVENT and is_ttl_expiry(record),
     )
+
+
+def is_ttl_expiry(record: Any) -> bool:
+    """True for a REMOVE record made by DynamoDB's TTL: its userIdentity is the DynamoDB service principal,
+    as AWS documents it (``{"type": "Service", "principalId": "dynamodb.amazonaws.com"}``)."""
+    if not isinstance(record, dict) or record.get("eventName") != REMOVE_EVENT:
+        return False
+    identity = record.get("userIdentity")
+    return (isinstance(identity, dict) and identity.get("type") == TTL_IDENTITY["type"]
+            and identity.get("principalId") == TTL_IDENTITY["principalId"])
+
+
+TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+"""The userIdentity of a REMOVE record made by DynamoDB's Time to Live (AWS's "DynamoDB Streams and Time to
+Live"); a user's delete has none."""
 
 
 def _created_ms(created: Any, unit_ms: int, sequence: str) -> int | None:

@@ -24,7 +24,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from replicator.changes.codec import (
     RecordFormatError,
     change_from_record,
     decode_item,
+    is_ttl_expiry,
     key_id,
 )
 
@@ -229,10 +230,11 @@ class KinesisCdcRecords:
         micro = str(body.get("ApproximateCreationDateTimePrecision", "MILLISECOND")).upper() == "MICROSECOND"
         created_us = int(created) if micro else int(created) * 1000
         change = change_from_record(
-            {"eventName": parsed.get("eventName"),
+            {"eventName": parsed.get("eventName"), "userIdentity": parsed.get("userIdentity"),
              "dynamodb": {**body, "SequenceNumber": str(created_us), "ApproximateCreationDateTime": None}}
         )
-        return [Change(change.key_id, change.keys, change.new_image, change.sequence_number, created_us // 1000)]
+        return [Change(change.key_id, change.keys, change.new_image, change.sequence_number, created_us // 1000,
+                       ttl_expiry=change.ttl_expiry)]
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,9 @@ class KeysOnlyRecords:
     def decode(self, record: SourceRecord) -> list[Change]:
         parsed = _parse(record, "a key")
         where = f"keys-only record {record.sequence_number}"
+        expiry = False
         if isinstance(parsed, dict) and isinstance(parsed.get("dynamodb"), dict):
+            expiry = is_ttl_expiry(parsed)  # a whole stream record says who deleted; a bare key cannot
             parsed = parsed["dynamodb"].get("Keys")
         elif isinstance(parsed, dict) and set(parsed) == {"Keys"}:
             parsed = parsed["Keys"]
@@ -256,7 +260,7 @@ class KeysOnlyRecords:
         extra = sorted(set(keys) - {name for name, _ in self.schema})
         if extra:
             raise RecordFormatError(f"{where}: {extra[0]!r} is not a key attribute of the table")
-        return [delete(keys, self.schema, record.sequence_number, read_through=True)]
+        return [replace(delete(keys, self.schema, record.sequence_number, read_through=True), ttl_expiry=expiry)]
 
 
 BINLOG_ACTIONS = ("PutItem", "DeleteItem", "BatchWrite")

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from replicator import clients, log
+from replicator.cli.shape import STREAM_SHAPE_OPTIONS, shape_options
 from replicator.kcl.config import (
     PATH_KEYS,
     ReplicationPath,
@@ -68,6 +69,7 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("shutdown-grace-millis", {"type": click.IntRange(1000), "help": "Time allowed for a graceful stop on SIGTERM. [default: 30000]"}),
     ("version-attribute", {"metavar": "NAME", "help": "Keep each replica item's replication version in attribute NAME "
                            "and never write over a newer one (deletes leave tombstones). [default: off]"}),
+    *STREAM_SHAPE_OPTIONS,
 ]
 
 
@@ -368,11 +370,12 @@ def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
               show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 900), default=60, show_default=True,
               help="The function's timeout in seconds, which bounds each invocation's retries.")
+@shape_options(ttl=True, expired=False)
 @friendly_errors
 def lambda_local(source_table: str | None, source_kinesis_stream: str | None, source_region: str,
                  source_endpoint: str | None, source_format: str | None, destination_table: str | None,
                  destination_region: str | None, destination_endpoint: str | None, version_attribute: str | None,
-                 batch_size: int, starting_position: str, timeout_s: float) -> None:
+                 batch_size: int, starting_position: str, timeout_s: float, **shaping: str | None) -> None:
     """Run the Lambda handler on a stream, in-process, as its event source mapping would.
 
     Each shard is read in order in batches; a batch whose answer names a failed record is read again from
@@ -389,6 +392,7 @@ def lambda_local(source_table: str | None, source_kinesis_stream: str | None, so
         "DESTINATION_ENDPOINT": destination_endpoint, "SOURCE_FORMAT": source_format,
         "SOURCE_TABLE": source_table,
         "SOURCE_REGION": source_region, "SOURCE_ENDPOINT": source_endpoint, "VERSION_ATTRIBUTE": version_attribute,
+        **{name.upper(): value for name, value in shaping.items()},  # REPLICATOR_FILTER, ... (changes.shape)
     }
     os.environ.update({f"REPLICATOR_{name}": value for name, value in given.items() if value is not None})
     log.configure()

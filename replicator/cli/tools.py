@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from replicator import log
+from replicator.cli.shape import shape_from, shape_options
 from replicator.files import check_writable
 from replicator.kcl.config import check_task_name_option, parse_kcl_properties
 from replicator.kcl.launcher import stop_daemon
@@ -127,11 +128,12 @@ def _resumable(what: str) -> Any:
 @click.option("--backfill", is_flag=True, help="Only put every primary item into the replica, without comparing.")
 @click.option("--page-size", type=click.IntRange(1, 10000), default=None, help="Items per Scan page (Scan's Limit).")
 @version_option
+@shape_options()
 @json_option
 @friendly_errors
 def diff_tables_command(primary: str, replica: str, source_endpoint: str | None, destination_endpoint: str | None,
                         segments: int | None, segment: int | None, repair: bool, backfill: bool,
-                        page_size: int | None, version_attribute: str | None, as_json: bool) -> None:
+                        page_size: int | None, version_attribute: str | None, as_json: bool, **shaping: Any) -> None:
     """Compare PRIMARY with REPLICA (region/table each): missing, different and extraneous items.
 
     Exit status 0 when the tables are equal (or --repair made them so), 1 while discrepancies remain,
@@ -142,13 +144,14 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     from replicator.tables.spec import check_segments, open_table
 
     log.configure()
+    shape = shape_from(shaping)
     if repair and backfill:
         raise ReplicatorError("--repair and --backfill exclude each other: --backfill only copies, --repair compares and fixes")
     check_segments(segment, segments)
     p = open_table(primary, source_endpoint, side="source")
     r = open_table(replica, destination_endpoint, side="destination")
     result = diff_tables(p, r, repair=repair, backfill=backfill, segment=segment, segments=segments, page_size=page_size,
-                         version_attribute=version_attribute)
+                         version_attribute=version_attribute, shape=shape)
     click.echo(summary(result, p, r))
     for line in sample_lines(result):
         click.echo(line)
@@ -165,6 +168,7 @@ def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
         click.argument("key", metavar="KEY"),
         endpoint_options,
         version_option,
+        shape_options(),
         json_option,
         friendly_errors,
     ]):
@@ -184,7 +188,8 @@ def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | 
 @click.command("diff-record")
 @record_arguments
 def diff_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
-                        destination_endpoint: str | None, version_attribute: str | None, as_json: bool) -> None:
+                        destination_endpoint: str | None, version_attribute: str | None, as_json: bool,
+                        **shaping: Any) -> None:
     """Compare one item, by KEY (plain JSON or DynamoDB JSON), in PRIMARY and REPLICA.
 
     Exit status 0 when both are alike (or both absent), 1 when they differ, 2 on bad input.
@@ -192,8 +197,9 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
     from replicator.tables.records import diff_record
 
     log.configure()
+    shape = shape_from(shaping)
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
-    result = diff_record(p, r, parsed, version_attribute)
+    result = diff_record(p, r, parsed, version_attribute, shape)
     payload = result.as_json()
     click.echo(f"{result.status}: {json.dumps(payload['key'], sort_keys=True)}")
     if result.status != "equal" or as_json:
@@ -208,13 +214,16 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 @click.command("replicate-record")
 @record_arguments
 def replicate_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
-                             destination_endpoint: str | None, version_attribute: str | None, as_json: bool) -> None:
-    """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none)."""
+                             destination_endpoint: str | None, version_attribute: str | None, as_json: bool,
+                             **shaping: Any) -> None:
+    """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none; with the shape
+    options, as the replica keeps it: projected, or deleted there when filtered out or expired)."""
     from replicator.tables.records import replicate_record
 
     log.configure()
+    shape = shape_from(shaping)
     p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
-    result = replicate_record(p, r, parsed, version_attribute)
+    result = replicate_record(p, r, parsed, version_attribute, shape)
     click.echo(f"{result.action}: {json.dumps(result.as_json()['key'], sort_keys=True)} (was {result.before.status})")
     if as_json:
         _emit_json(result.as_json())
@@ -228,12 +237,13 @@ def replicate_record_command(primary: str, replica: str, key: str, source_endpoi
 @segment_options
 @copy_options
 @in_flight_option
+@shape_options()
 @json_option
 @friendly_errors
 def copy_table_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
                        segments: int | None, segment: int | None, read_units: float | None, write_units: float | None,
                        resume: bool, state_file: Path | None, page_size: int | None, in_flight: int,
-                       as_json: bool) -> None:
+                       as_json: bool, **shaping: Any) -> None:
     """Copy every item of SRC into DST (region/table each), with a parallel Scan and BatchWriteItem.
 
     Prints an estimate first, and warns when the copy would outlast a stream's 24-hour retention.
@@ -243,19 +253,22 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
     from replicator.tables.spec import check_not_onto_itself, check_same_keys, check_segments, open_table
 
     log.configure()
+    shape = shape_from(shaping)
     check_segments(segment, segments)
     check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
     src = open_table(source, source_endpoint, side="source")
     dst = open_table(destination, destination_endpoint, side="destination")
     check_same_keys(src, dst)
+    shape.check_keys(src.key_names)
     for line in estimate(src, dst, write_units).lines():
         click.echo(line, err=line.startswith("warning"))
     with _resumable("the copy"):
         result = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
                             write_units=write_units, state_path=state_file, resume=resume, page_size=page_size,
-                            max_in_flight=in_flight)
+                            max_in_flight=in_flight, shape=shape)
     click.echo(f"Copied {result.copied} items from {src.spec} to {dst.spec} in {result.seconds:.1f} s "
-               f"({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of {result.segments})")
+               f"({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of {result.segments})"
+               + (f"; {result.left_out} left out (filtered or expired)" if result.left_out else ""))
     if as_json:
         _emit_json(result.as_json())
 
@@ -271,11 +284,12 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
 @click.option("--jobid", default=None, metavar="ID",
               help="Name of the backup under URL; the same on every machine of a --segment backup. [default: random]")
 @click.option("--overwrite", is_flag=True, help="Replace what the jobid already holds at URL.")
+@shape_options()
 @json_option
 @friendly_errors
 def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_endpoint: str | None,
                          segments: int | None, segment: int | None, read_units: float | None, jobid: str | None,
-                         overwrite: bool, as_json: bool) -> None:
+                         overwrite: bool, as_json: bool, **shaping: Any) -> None:
     """Back TABLE (region/table) up to URL: s3://bucket/prefix, a directory, or file:///path.
 
     Each scan segment becomes URL/<jobid>/<segment> (gzip, a line {"Item": ...} of DynamoDB JSON per item,
@@ -286,6 +300,7 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
     from replicator.tables.spec import check_segments, open_table
 
     log.configure()
+    shape = shape_from(shaping)
     check_segments(segment, segments)
     jobid = jobid or new_jobid()
     check_jobid(jobid)
@@ -293,7 +308,7 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
     click.echo(f"Backup job {jobid} of {src.spec} to {url}")
     try:
         result = backup_table(src, url, jobid=jobid, segments=segments, segment=segment, read_units=read_units,
-                              s3_endpoint=s3_endpoint, overwrite=overwrite)
+                              s3_endpoint=s3_endpoint, overwrite=overwrite, shape=shape)
     except KeyboardInterrupt:
         click.echo(f"replicator: interrupted: backup {jobid} is incomplete (no manifest); run it again with "
                    "--overwrite", err=True)
@@ -376,6 +391,7 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
 @click.option("--version-attribute", "--versionAttribute", "version_attribute", metavar="NAME",
               default="replicator_version", show_default=True,
               help="The path's versionAttribute (see `replicator run --help`): a bootstrap's path is always fenced.")
+@shape_options(ttl=True)
 @json_option
 @friendly_errors
 def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
@@ -384,7 +400,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
                       export_bucket: str | None, export: str | None, s3_endpoint: str | None,
                       task_name: str | None, write_properties: Path | None, kcl_properties: tuple[str, ...],
                       daemon_log: Path | None, start_timeout: float, check_timeout: float, exit_after_check: bool,
-                      version_attribute: str, as_json: bool) -> None:
+                      version_attribute: str, as_json: bool, **shaping: Any) -> None:
     """Start replicating SRC to DST under live writes: start the path, load the table while it runs, check.
 
     The path (fenced by --version-attribute) starts at LATEST; once it runs on every shard, the table is
@@ -406,6 +422,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
 
     log.configure()
     # Every check before the properties file, the daemon, the export and the load: a refused bootstrap writes nothing.
+    shape = shape_from(shaping)
     check_segments(segment, segments)
     check_task_name_option(task_name)
     if load == "export":
@@ -431,7 +448,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     launcher.classpath()
     src = open_table(source, source_endpoint, side="source")
     dst = open_table(destination, destination_endpoint, side="destination")
-    path = bs.replication_path(src, dst, task_name, version_attribute, settings)
+    path = bs.replication_path(src, dst, task_name, version_attribute, settings, shape)
     joining = segment is not None and bs.lease_table_exists(path)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     if write_properties is None and not joining:
@@ -455,7 +472,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         try:
             loaded = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
                                 write_units=write_units, state_path=state_file, resume=resume, page_size=page_size,
-                                put_request=put_request)
+                                put_request=put_request, shape=shape)
         except KeyboardInterrupt:
             click.echo("replicator: interrupted: run the same command with --resume to continue the load", err=True)
             sys.exit(130)
@@ -485,7 +502,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
             try:
                 copied = copy_table(src, dst, segments=segments, segment=segment, read_units=read_units,
                                     write_units=write_units, state_path=state_file, resume=resume,
-                                    page_size=page_size, put_request=put_request)
+                                    page_size=page_size, put_request=put_request, shape=shape)
             except KeyboardInterrupt:
                 click.echo("replicator: interrupted: the path is stopped; run the same command with --resume to "
                            "continue it from its checkpoints and the load from its state file", err=True)
@@ -493,12 +510,13 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
             result = {"loaded": copied.copied - copied.skipped, "skipped": copied.skipped, "read": copied.copied}
         else:
             result = bs.load_export(src, dst, bucket, export, s3, path_started_at, write_units=write_units,
-                                    put_request=put_request, resume=resume, state_path=state_file)
+                                    put_request=put_request, resume=resume, state_path=state_file,
+                                    shape=shape)
         bs.check_tombstones_kept(dst, version_attribute)
         click.echo(f"Loaded {result['loaded']} items, skipped {result['skipped']} (the path had written their "
                    "keys); checking")
         check = bs.wait_until_equal(src, dst, started.daemon, timeout_s=check_timeout,
-                                    version_attribute=path.version_attribute)
+                                    version_attribute=path.version_attribute, shape=shape)
         from replicator.tables.diff import summary
 
         click.echo("Check: " + summary(check, src, dst) + (" (equal)" if not check.discrepancies else

@@ -6,7 +6,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from replicator.kcl.config import ReplicationPath
+from replicator.changes.shape import ttl_capability
+from replicator.kcl.config import SETTING_NAMES, ReplicationPath
 from replicator.errors import CREDENTIALS_FIX, ReplicatorError
 from replicator.changes.versions import TOMBSTONE_SUFFIX
 
@@ -119,3 +120,15 @@ def check_destination(path: ReplicationPath, destination_client: Any, source: di
             "an attribute name that no item of the source uses"
         )
     return destination
+
+
+def check_shape(path: ReplicationPath, destination: dict[str, Any], stream_view: str | None = None) -> str | None:
+    """The path's replica shape against its tables (``changes.shape``): refuse excluding a key attribute or
+    the version attribute, and a TTL setting nothing can honour; return the one line that says what
+    ttlDeletes skip can do on this source, or None."""
+    shape = path.shape
+    names = SETTING_NAMES
+    shape.check_keys([name for name, _, _ in key_schema(destination)], path.fence_attribute, names)
+    source = path.source_format or "dynamodb"
+    return ttl_capability(shape, source, read_through=stream_view in READ_THROUGH_VIEWS,  # type: ignore[arg-type]
+                          setting=names["ttl_deletes"])

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from replicator.changes.formats import CDC_VERSION_ATTRIBUTE
 from replicator.changes.self_path import locate, onto_itself
+from replicator.changes.shape import ReplicaShape
 from replicator.errors import ReplicatorError
 
 TASK_NAME_PREFIX = "DynamoDBCrossRegionReplication"
@@ -61,7 +62,16 @@ PATH_KEYS = {
     "shutdownGraceMillis": "shutdown_grace_millis",
     "idleTimeBetweenReadsInMillis": "idle_time_between_reads_millis",
     "versionAttribute": "version_attribute",
+    "includeAttributes": "include_attributes",
+    "excludeAttributes": "exclude_attributes",
+    "filter": "filter",
+    "ttlDeletes": "ttl_deletes",
 }
+
+
+SETTING_NAMES = {field: camel if camel == field else f"{camel} ({field.replace('_', '-')})"
+                 for camel, field in PATH_KEYS.items()}
+"""How a message names a path setting: its properties key and its option, e.g. ttlDeletes (ttl-deletes)."""
 
 
 def task_name(source_region: str, source_table: str, destination_region: str, destination_table: str) -> str:
@@ -118,10 +128,17 @@ class ReplicationPath(BaseModel):
     version_attribute: str | None = Field(default=None, max_length=200)
     """Keep each replica item's replication version in this attribute, and write only over older ones
     (see ``versions``); off by default, so that the replica holds exactly the source's attributes."""
+    include_attributes: str | None = None
+    exclude_attributes: str | None = None
+    filter: str | None = None
+    ttl_deletes: str | None = None
+    """The replica's shape (``changes.shape``): projection, item filter, TTL expiries; as given, checked by
+    the shape's own rules, and read as one :attr:`shape`."""
 
     @field_validator(
         "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name",
-        "version_attribute", "cloudwatch_endpoint",
+        "version_attribute", "cloudwatch_endpoint", "include_attributes", "exclude_attributes", "filter",
+        "ttl_deletes",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -156,7 +173,20 @@ class ReplicationPath(BaseModel):
                                   locate(self.destination_region, self.destination_table, self.destination_endpoint))
             if problem:
                 raise ValueError(problem)
+        try:
+            self.shape  # noqa: B018 - the shape's own rules check its settings
+        except ReplicatorError as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def shape(self) -> ReplicaShape:
+        """What the replica keeps of its source (``changes.shape``)."""
+        return ReplicaShape.build(
+            {"include_attributes": self.include_attributes, "exclude_attributes": self.exclude_attributes,
+             "filter": self.filter, "ttl_deletes": self.ttl_deletes},
+            SETTING_NAMES,
+        )
 
     @field_validator("initial_timestamp")
     @classmethod

@@ -15,8 +15,9 @@ MillisBehindLatest        Milliseconds  a statistic set of KCL's value for each 
                                         the batch's newest record when it was read (none while idle)
 Records, Puts, Deletes,   Count         sums over the interval, published even when 0 so that an alarm sees
 Retries, StaleWrites,                   data; Retries are the writer's retried requests, StaleWrites the
-FailedBatches                           versioned writes refused as older, FailedBatches the batches that
-                                        stopped the processor
+FailedBatches,                          versioned writes refused as older, FailedBatches the batches that
+TtlDeletesSkipped                       stopped the processor, TtlDeletesSkipped the TTL expiries left out
+                                        (ttlDeletes skip, ``changes.shape``)
 ========================  ============  ===================================================================
 
 The rule it keeps: publishing never holds up or breaks replication. The processor's thread only adds a
@@ -68,7 +69,7 @@ PENDING_PAGE = 1000
 PENDING_PAGES = 2
 FINAL_FLUSH_S = 5.0
 ERROR_LOG_INTERVAL_S = 300.0
-COUNTS = ("Records", "Puts", "Deletes", "Retries", "StaleWrites", "FailedBatches")
+COUNTS = ("Records", "Puts", "Deletes", "Retries", "StaleWrites", "FailedBatches", "TtlDeletesSkipped")
 
 _log = log.get("replicator.kcl.metrics")
 
@@ -156,6 +157,7 @@ class Interval:
         self.counts["Deletes"] += result.writes.deletes
         self.counts["Retries"] += result.writes.retries
         self.counts["StaleWrites"] += result.writes.stale
+        self.counts["TtlDeletesSkipped"] += result.ttl_skipped
 
 
 def dimensions(path: ReplicationPath) -> list[dict[str, str]]:

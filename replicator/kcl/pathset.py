@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from replicator import clients
+from replicator import clients, log
 from replicator.changes.formats import key_schema_of
 from replicator.errors import ReplicatorError, expected_failure
 from replicator.kcl import checks, stopped
@@ -71,6 +71,9 @@ def environment(properties: Path, path: ReplicationPath) -> dict[str, str]:
         stream_arn = source["LatestStreamArn"]
         env[STREAM_VIEW_ENV] = source["StreamSpecification"]["StreamViewType"]
     env[STREAM_ARN_ENV] = stream_arn
+    note = checks.check_shape(path, destination if path.is_kinesis else source, env.get(STREAM_VIEW_ENV))
+    if note:
+        log.get(__name__).warning("ttl_deletes_limited", properties=str(properties), note=note)
     return env
 
 

@@ -196,7 +196,7 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
     writer = TableWriter(client, path.destination_table, max_in_flight=path.write_concurrency,
                          versioning=fence, charge=bucket.take if bucket else None)
     location = env.get("REPLICATOR_PROPERTIES")
-    return ReplicationProcessor(Applier(writer, decoder, reader), metrics=metrics, bucket=bucket,
+    return ReplicationProcessor(Applier(writer, decoder, reader, shape=path.shape), metrics=metrics, bucket=bucket,
                                 properties=Path(location) if location else None)
 
 

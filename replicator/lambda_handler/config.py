@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from replicator.changes.formats import FORMAT_NAMES
 from replicator.clients import is_endpoint_url
 from replicator.changes.self_path import locate, onto_itself
+from replicator.changes.shape import KEEP_ALL, ReplicaShape, ttl_capability
 from replicator.errors import ReplicatorError
 
 PREFIX = "REPLICATOR_"
@@ -36,6 +37,9 @@ class FunctionConfig:
     source_region: str | None = None
     source_endpoint: str | None = None
     version_attribute: str | None = None
+    shape: ReplicaShape = field(default=KEEP_ALL)
+    """What the replica keeps (``changes.shape``): REPLICATOR_INCLUDE_ATTRIBUTES, _EXCLUDE_ATTRIBUTES, _FILTER
+    and _TTL_DELETES."""
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None,
@@ -87,6 +91,15 @@ class FunctionConfig:
                                   locate(region, table, get("DESTINATION_ENDPOINT")))
             if problem:
                 raise ConfigError(f"{n('SOURCE_TABLE')} and {n('DESTINATION_TABLE')}: {problem}")
+        shape_vars = {"include_attributes": "INCLUDE_ATTRIBUTES", "exclude_attributes": "EXCLUDE_ATTRIBUTES",
+                      "filter": "FILTER", "ttl_deletes": "TTL_DELETES"}
+        shape_names = {f: n(v) for f, v in shape_vars.items()}
+        try:
+            shape = ReplicaShape.build({f: get(v) for f, v in shape_vars.items()}, shape_names)
+            if source_format == "binlog":
+                ttl_capability(shape, "binlog", setting=shape_names["ttl_deletes"])
+        except ReplicatorError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             destination_table=table,
             destination_region=region,
@@ -96,4 +109,5 @@ class FunctionConfig:
             source_region=source_region,
             source_endpoint=get("SOURCE_ENDPOINT"),
             version_attribute=version,
+            shape=shape,
         )

@@ -39,6 +39,7 @@ from replicator.changes.formats import (
 )
 from replicator.changes.reader import SourceReader
 from replicator.changes.self_path import locate, onto_itself
+from replicator.changes.shape import ttl_capability
 from replicator.changes.versions import Versioning, stream_label
 from replicator.changes.writer import DeadlinePassed, TableWriter
 from replicator.errors import NonRetryableWriteError, ReplicatorError, SourceReadError
@@ -95,6 +96,8 @@ class Function:
         self._writers: dict[Versioning | None, TableWriter] = {}
         self._readers: dict[tuple[str, str], SourceReader] = {}
         self._schema: KeySchema | None = None
+        self._shape_checked: set[tuple[str, ...]] = set()
+        self._noted: set[str] = set()
 
     def batch(self, event: dict[str, Any]) -> Batch:
         """The event's records and the applier for them; raises for an event no record of which can apply."""
@@ -129,8 +132,9 @@ class Function:
             if not table or not region:
                 raise ReplicatorError(f"eventSourceARN {arn!r} names no table to read keys-only records through")
             reader = self._reader(region, table)
+        self._check_shape(sorted((first.get("dynamodb") or {}).get("Keys") or {}), "dynamodb", read_through)
         applier = Applier(self._writer(versioning), DynamoDBStreamRecords(created_unit_ms=1000, read_through=read_through),
-                          reader)
+                          reader, shape=self.config.shape)
         sources = [SourceRecord(b"", str((r.get("dynamodb") or {}).get("SequenceNumber", "")), parsed=r)
                    for r in records]
         return Batch("aws:dynamodb", sources, applier)
@@ -152,7 +156,26 @@ class Function:
                                   self.config.source_table)
         sources = [SourceRecord(str(r.get("kinesis", {}).get("data", "")).encode("ascii", "replace"),
                                 str(r.get("kinesis", {}).get("sequenceNumber", ""))) for r in records]
-        return Batch("aws:kinesis", sources, Applier(self._writer(versioning), Base64Records(record_format), reader))
+        self._check_shape([key for key, _ in self._key_schema()], name, False)  # type: ignore[arg-type]
+        return Batch("aws:kinesis", sources, Applier(self._writer(versioning), Base64Records(record_format), reader,
+                                                     shape=self.config.shape))
+
+    def _check_shape(self, key_names: list[str], source: str, read_through: bool) -> None:
+        """The shape against the records' keys (once per key schema): refuse excluding a key or the version
+        attribute; log once what ttlDeletes skip can do on this source."""
+        shape = self.config.shape
+        if tuple(key_names) not in self._shape_checked:
+            names = {"exclude_attributes": f"{PREFIX}EXCLUDE_ATTRIBUTES"}
+            version = self.config.version_attribute or (CDC_VERSION_ATTRIBUTE if source == "dynamodb-cdc" else None)
+            try:
+                shape.check_keys(key_names, version, names)
+            except ReplicatorError as exc:
+                raise ConfigError(str(exc)) from None
+            self._shape_checked.add(tuple(key_names))
+        note = ttl_capability(shape, source, read_through, setting=f"{PREFIX}TTL_DELETES")  # type: ignore[arg-type]
+        if note and note not in self._noted:
+            self._noted.add(note)
+            _log.warning("ttl_deletes_limited", note=note)
 
     def _writer(self, versioning: Versioning | None) -> TableWriter:
         if versioning not in self._writers:

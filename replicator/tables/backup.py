@@ -47,6 +47,7 @@ from replicator.changes.codec import Item, encode_item
 from replicator.errors import ReplicatorError
 from replicator.tables.copy import DEFAULT_PAGE_SIZE, ProgressReporter, default_segments, rate_limit, run_segments
 from replicator.tables.spec import Table, check_segments, scan_pages
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.tables.store import Store, open_store
 
 FORMAT = "replicator-backup"
@@ -144,9 +145,13 @@ def backup_table(
     page_size: int | None = None,
     consistent: bool = True,
     progress: bool | None = None,
+    shape: ReplicaShape = KEEP_ALL,
 ) -> BackupResult:
-    """Back ``source`` up to ``url`` (all segments, or the one given); see the module docstring."""
+    """Back ``source`` up to ``url`` (all segments, or the one given); see the module docstring. ``shape``:
+    back up the items as a replica of that shape holds them (``changes.shape``)."""
     check_segments(segment, segments)
+    shape.check_keys(source.key_names)
+    now_s = time.time()
     jobid = jobid or new_jobid()
     check_jobid(jobid)
     store = open_store(url, region=source.spec.region, s3_endpoint=s3_endpoint)
@@ -173,10 +178,12 @@ def backup_table(
                                           consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
                     if stop.is_set():
                         raise _Stopped
+                    scanned = len(page)
+                    page = shape.views(page, source.key_names, now_s)
                     if page:
                         stream.write("".join(item_line(i) for i in page).encode("utf-8"))
                     items += len(page)
-                    reporter.advance(len(page), writer.size - reported)
+                    reporter.advance(scanned, writer.size - reported)
                     reported = writer.size
             written = writer.commit()
         except _Stopped:

@@ -48,6 +48,7 @@ from replicator.kcl.launcher import spawn_daemon
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.tables.spec import Table, check_same_keys
 
 _log = log.get("replicator.tables.bootstrap")
@@ -62,16 +63,21 @@ BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRe
                      "initialPosition": "`replicator run` (bootstrap starts its path at LATEST)",
                      "initialTimestamp": "`replicator run` (bootstrap starts its path at LATEST)",
                      "sourceKinesisStream": "`replicator run` (bootstrap replicates SRC's own stream)",
-                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)"}
+                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)",
+                     "includeAttributes": "--include-attributes", "excludeAttributes": "--exclude-attributes",
+                     "filter": "--filter", "ttlDeletes": "--ttl-deletes"}
 """The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
 KCL_PATH_KEYS = tuple(key for key in PATH_KEYS if key not in BOOTSTRAP_OPTIONS)
 
 
 def replication_path(source: Table, destination: Table, task_name: str | None = None,
-                     version_attribute: str | None = None, settings: dict[str, str] | None = None) -> ReplicationPath:
-    """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property)."""
+                     version_attribute: str | None = None, settings: dict[str, str] | None = None,
+                     shape: ReplicaShape = KEEP_ALL) -> ReplicationPath:
+    """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property);
+    ``shape``'s stream settings go into the path, so that the daemon keeps the replica the copy made."""
     return build_path({
         **(settings or {}),
+        **{k: v for k, v in shape.as_settings().items() if k != "skip_expired"},
         "source_region": source.spec.region, "source_table": source.name, "source_endpoint": source.endpoint,
         "destination_region": destination.spec.region, "destination_table": destination.name,
         "destination_endpoint": destination.endpoint, "task_name": task_name, "initial_position": "LATEST",
@@ -85,6 +91,9 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath, *, joi
     tombstones are kept."""
     checks.check_stream(source.description, source.spec.region)
     check_same_keys(source, destination)
+    note = checks.check_shape(path, source.description, source.description["StreamSpecification"]["StreamViewType"])
+    if note:
+        _log.warning("ttl_deletes_limited", note=note)
     exists = lease_table_exists(path)
     if exists and not joining:
         raise ReplicatorError(
@@ -146,14 +155,14 @@ def open_shards(source: Table) -> set[str]:
 
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,
                      poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                     version_attribute: str | None = None) -> DiffResult:
+                     version_attribute: str | None = None, shape: ReplicaShape = KEEP_ALL) -> DiffResult:
     """Compare (read only) until no discrepancy remains, the time is up, or the daemon has died. A compare
     that fails (a read timed out on a busy table) is tried again until the time is up: the path keeps
     running meanwhile, and giving up on it would stop a bootstrap whose load is done."""
     deadline = clock() + timeout_s
     while True:
         try:
-            result = diff_tables(source, destination, version_attribute=version_attribute)
+            result = diff_tables(source, destination, version_attribute=version_attribute, shape=shape)
         except ReplicatorError as exc:
             if clock() >= deadline:
                 raise
@@ -277,7 +286,7 @@ def log_path_started(path: ReplicationPath, shards: set[str], at: float) -> None
 def load_export(source: Table, destination: Table, bucket: tuple[str, str] | None, url: str | None,
                 s3_endpoint: str | None, path_started_at: float, *, write_units: float | None,
                 put_request: Callable[[str, Change], dict[str, Any]], resume: bool = False,
-                state_path: Path | None = None) -> dict[str, Any]:
+                state_path: Path | None = None, shape: ReplicaShape = KEEP_ALL) -> dict[str, Any]:
     """``--load export``: export the source now (``bucket``) or take the export at ``url``, check that it is
     of a time after the path started, and load it through restore-table's reader with the loader's
     conditional puts."""
@@ -297,6 +306,8 @@ def load_export(source: Table, destination: Table, bucket: tuple[str, str] | Non
     _log.info("export_loading", url=url, export_time=datetime.fromtimestamp(export_at, timezone.utc).isoformat(),
               after_path_start_s=round(export_at - path_started_at, 3))
     restored = restore_table(url, destination, s3_endpoint=s3_endpoint, write_units=write_units, resume=resume,
-                             force=True, state_path=state_path, put_request=put_request)
-    return {"loaded": restored.restored, "skipped": restored.present, "read": restored.restored + restored.present,
+                             force=True, state_path=state_path, put_request=put_request,
+                             shape=shape)
+    return {"loaded": restored.restored, "skipped": restored.present,
+            "read": restored.restored + restored.present + restored.left_out,
             "export": url, "export_time": datetime.fromtimestamp(export_at, timezone.utc).isoformat()}

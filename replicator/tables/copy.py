@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 from replicator import log
 from replicator.changes.codec import Change, Item, decode_item, encode_item
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.files import check_writable, private_file
 from replicator.tables.spec import Table, check_same_keys, check_segments, scan_pages
@@ -385,6 +386,8 @@ class CopyResult:
     state_file: str
     skipped: int = 0
     """Items not written because the destination already had their key (bootstrap's conditional load)."""
+    left_out: int = 0
+    """Items scanned but not copied: filtered out, or expired (``changes.shape``)."""
 
     @property
     def items_per_s(self) -> float:
@@ -395,7 +398,7 @@ class CopyResult:
             "copied": self.copied, "skipped": self.skipped, "segments": self.segments, "segments_run": self.segments_run,
             "seconds": round(self.seconds, 3), "items_per_s": round(self.items_per_s, 1),
             "read_units": self.read_units, "write_units": self.write_units, "resumed": self.resumed,
-            "state_file": self.state_file,
+            "state_file": self.state_file, "left_out": self.left_out,
         }
 
 
@@ -415,15 +418,19 @@ def copy_table(
     progress: bool | None = None,
     keep_state: bool = False,
     put_request: Callable[[str, Change], dict[str, Any]] | None = None,
+    shape: ReplicaShape = KEEP_ALL,
 ) -> CopyResult:
     """Copy ``source`` into ``destination`` (all segments, or the one given); see the module docstring.
     ``put_request`` makes each write one conditional PutItem (bootstrap's loader, ``tables.load``); the
     items it refuses are counted as ``skipped``."""
     check_segments(segment, segments)
     check_same_keys(source, destination)
+    shape.check_keys(source.key_names)
     state_path = state_path or default_state_path(source, destination, segment)
     check_state_path(state_path, resume)
-    state = CopyState.start_or_resume(state_path, str(source.spec), str(destination.spec), resume=resume,
+    # The shape is part of what is copied: a --resume with other shape options is refused, not mixed in.
+    shaped = "".join(f" {k}={v}" for k, v in sorted(shape.as_settings().items()))
+    state = CopyState.start_or_resume(state_path, str(source.spec), f"{destination.spec}{shaped}", resume=resume,
                                       segments=segments, segment=segment,
                                       default_segments=lambda: default_segments(source))
     total = state.segments
@@ -436,8 +443,8 @@ def copy_table(
     pending = [s for s, p in sorted(state.positions.items()) if not p.done]
     _log.info("copy_started", source=str(source.spec), destination=str(destination.spec), segments=total,
               segments_to_run=len(pending), resumed=resume, state_file=str(state_path))
-    copied = [0]
-    skipped = [0]
+    copied, skipped, left_out = [0], [0], [0]
+    now_s = time.time()  # "expired" is decided against one moment, the copy's start
     count_lock = threading.Lock()
     stop = threading.Event()
 
@@ -446,16 +453,18 @@ def copy_table(
         for items, last in scan_pages(source, segment=s, segments=total, start_key=position.last_key,
                                       limit=page_size or DEFAULT_PAGE_SIZE,
                                       consistent=consistent, before_request=reads.wait, on_consumed=reads.consume):
-            if items:
+            kept = shape.views(items, destination.key_names, now_s)
+            if kept:
                 try:
-                    stats = writer.write(put_changes(destination, items))
+                    stats = writer.write(put_changes(destination, kept))
                 except NonRetryableWriteError as exc:
                     raise ReplicatorError(f"{destination.spec} refused a write: {exc}; fix the cause (table, "
                                           "permissions), then run the same command with --resume") from None
                 with count_lock:
                     skipped[0] += stats.stale
             with count_lock:
-                copied[0] += len(items)
+                copied[0] += len(kept)
+                left_out[0] += len(items) - len(kept)
             position.copied += len(items)
             position.last_key = last
             position.done = last is None
@@ -475,6 +484,6 @@ def copy_table(
         state_path.unlink(missing_ok=True)
     result = CopyResult(copied=copied[0], segments=total, segments_run=pending, seconds=seconds,
                         read_units=reads.consumed, write_units=writes.consumed, resumed=resume, state_file=str(state_path),
-                        skipped=skipped[0])
+                        skipped=skipped[0], left_out=left_out[0])
     _log.info("copy_finished", **result.as_json())
     return result

@@ -11,17 +11,26 @@ as its readers see it: tombstones are absent, and the version attribute is not p
 Items and keys compare by value, as DynamoDB does (``tables.compare.normalise``, ``codec.key_id``): a
 number the replica holds as ``1.0`` and the primary as ``1`` is no discrepancy, which ``--repair`` could
 never clear.
+
+With a :class:`~replicator.changes.shape.ReplicaShape` (the options of the path that keeps the replica),
+the primary is seen through it: each primary item is compared as the replica keeps it (projected), an item
+the filter leaves out or that has expired is one the replica must not hold, and ``--repair`` and
+``--backfill`` write those views. So a filtered replica is equal to its source run with the same options. With ``skip_expired``
+an expired item counts on neither side, so a replica that kept its expired items (ttlDeletes skip) is equal too.
+Finding extraneous items then reads whole primary items, not keys, to see whether each passes the filter.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from replicator import log
 from replicator.changes.codec import Change, Item, encode_item
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.tables.compare import normalise
 from replicator.tables.spec import Table, batch_get, check_same_keys, check_segments, scan_pages
 from replicator.changes.versions import TOMBSTONE_SUFFIX, replica_view
@@ -87,12 +96,17 @@ def _delete(table: Table, keys: Item) -> Change:
 
 class _Run:
     def __init__(self, primary: Table, replica: Table, *, repair: bool, backfill: bool, page_size: int | None,
-                 writer: TableWriter | None, version_attribute: str | None) -> None:
+                 writer: TableWriter | None, version_attribute: str | None, shape: ReplicaShape = KEEP_ALL) -> None:
         self.primary, self.replica = primary, replica
         self.repair, self.backfill, self.page_size = repair, backfill, page_size
         self.writer = writer
         self.version_attribute = version_attribute
         self.tombstone = [version_attribute + TOMBSTONE_SUFFIX] if version_attribute else []
+        self.shape = shape
+        self.now_s = time.time()  # "expired" is decided against one moment, the run's start
+        self.expiry = [shape.skip_expired] if shape.skip_expired else []
+        """An expired item counts on neither side: a replica that kept its expired items (ttlDeletes skip)
+        holds no extraneous item for them."""
         self._logged = 0
         self._lock = threading.Lock()
 
@@ -110,11 +124,13 @@ class _Run:
         result = DiffResult(repair=self.repair, backfill=self.backfill)
         for items, _ in scan_pages(self.primary, segment=segment, segments=segments, limit=self.page_size):
             result.scanned += len(items)
+            items = self.shape.views(items, self.primary.key_names, self.now_s)  # what the replica should hold
             if self.backfill:
                 self._write([_put(self.replica, item) for item in items], result)
                 continue
             present = {self.replica.key_id(seen): seen for item in batch_get(self.replica, [self.primary.key_of(i) for i in items])
-                       if (seen := replica_view(item, self.version_attribute)) is not None}
+                       if (seen := replica_view(item, self.version_attribute)) is not None
+                       and not self.shape.is_expired(seen, self.now_s)}
             fixes = []
             for item in items:
                 other = present.get(self.replica.key_id(item))
@@ -130,10 +146,15 @@ class _Run:
         if self.backfill:
             return result
         for keys, _ in scan_pages(self.replica, segment=segment, segments=segments, limit=self.page_size, keys_only=True,
-                                  also=self.tombstone):
-            keys = [k for k in keys if replica_view(k, self.version_attribute) is not None]
+                                  also=self.tombstone + self.expiry):
+            keys = [self.replica.key_of(k) for k in keys if replica_view(k, self.version_attribute) is not None
+                    and not self.shape.is_expired(k, self.now_s)]
             result.replica_scanned += len(keys)
-            known = {self.primary.key_id(k) for k in batch_get(self.primary, keys, keys_only=True)}
+            if self.shape.selects_items:
+                known = {self.primary.key_id(k) for k in self.shape.views(batch_get(self.primary, keys),
+                                                                          self.primary.key_names, self.now_s)}
+            else:
+                known = {self.primary.key_id(k) for k in batch_get(self.primary, keys, keys_only=True)}
             extra = [k for k in keys if self.primary.key_id(k) not in known]
             for k in extra:
                 self._found(result, "extraneous", k)
@@ -163,14 +184,16 @@ def diff_tables(
     page_size: int | None = None,
     max_in_flight: int = 8,
     version_attribute: str | None = None,
+    shape: ReplicaShape = KEEP_ALL,
 ) -> DiffResult:
     """Compare (and with ``repair`` or ``backfill``, write) one segment, or all ``segments`` in parallel."""
     check_segments(segment, segments)
     check_same_keys(primary, replica)
+    shape.check_keys(primary.key_names, version_attribute)
     total = segments or 1
     writer = TableWriter(replica.client, replica.name, max_in_flight=max_in_flight) if (repair or backfill) else None
     run = _Run(primary, replica, repair=repair, backfill=backfill, page_size=page_size, writer=writer,
-               version_attribute=version_attribute)
+               version_attribute=version_attribute, shape=shape)
     result = DiffResult(repair=repair, backfill=backfill)
     _log.info("diff_started", primary=str(primary.spec), replica=str(replica.spec), segment=segment,
               segments=total, repair=repair, backfill=backfill)

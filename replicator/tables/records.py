@@ -7,11 +7,13 @@ value, as DynamoDB does (``tables.compare.normalise``): numbers whatever their s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from replicator import log
 from replicator.changes.codec import Item, encode_item
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.tables.compare import normalise
 from replicator.tables.spec import Table, check_same_keys
 from replicator.changes.versions import replica_view
@@ -59,15 +61,23 @@ def _get(table: Table, key: Item) -> Item | None:
     return table.client.get_item(TableName=table.name, Key=key, ConsistentRead=True).get("Item")
 
 
-def diff_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None) -> RecordDiff:
-    """``version_attribute``: the replica is versioned; compare it as its readers see it."""
+def diff_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None,
+                shape: ReplicaShape = KEEP_ALL) -> RecordDiff:
+    """``version_attribute``: the replica is versioned; compare it as its readers see it. ``shape``: the
+    primary's item is compared as the replica keeps it (``changes.shape``); filtered out, it is absent."""
     check_same_keys(primary, replica)
-    return RecordDiff(key=key, primary_item=_get(primary, key),
-                      replica_item=replica_view(_get(replica, key), version_attribute))
+    shape.check_keys(primary.key_names, version_attribute)
+    now_s = time.time()
+    replica_item = replica_view(_get(replica, key), version_attribute)
+    if replica_item is not None and shape.is_expired(replica_item, now_s):
+        replica_item = None  # an expired item counts on neither side (a replica that kept it: ttlDeletes skip)
+    return RecordDiff(key=key, primary_item=shape.view(_get(primary, key), primary.key_names, now_s),
+                      replica_item=replica_item)
 
 
-def replicate_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None) -> ReplicateResult:
-    before = diff_record(primary, replica, key, version_attribute)
+def replicate_record(primary: Table, replica: Table, key: Item, version_attribute: str | None = None,
+                     shape: ReplicaShape = KEEP_ALL) -> ReplicateResult:
+    before = diff_record(primary, replica, key, version_attribute, shape)
     if before.primary_item is not None:
         replica.client.put_item(TableName=replica.name, Item=before.primary_item)
         action = "put"

@@ -49,6 +49,7 @@ from typing import Any
 
 from replicator import log
 from replicator.changes.codec import Change, Item, RecordFormatError, decode_item
+from replicator.changes.shape import KEEP_ALL, ReplicaShape
 from replicator.changes.writer import TableWriter
 from replicator.errors import NonRetryableWriteError, ReplicatorError
 from replicator.tables.backup import FORMAT, manifest_key
@@ -388,6 +389,8 @@ class RestoreResult:
     state_file: str
     present: int = 0
     """Items not written because the table already had their key (bootstrap's conditional load)."""
+    left_out: int = 0
+    """Items read but not written: filtered out, or expired (``changes.shape``; bootstrap's load of an export)."""
 
     @property
     def items_per_s(self) -> float:
@@ -396,7 +399,7 @@ class RestoreResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "url": self.url, "kind": self.kind, "restored": self.restored, "skipped": self.skipped,
-            "present": self.present,
+            "present": self.present, "left_out": self.left_out,
             "segments": self.segments, "segments_run": self.segments_run, "seconds": round(self.seconds, 3),
             "items_per_s": round(self.items_per_s, 1), "write_units": self.write_units, "resumed": self.resumed,
             "state_file": self.state_file,
@@ -418,11 +421,12 @@ def restore_table(
     progress: bool | None = None,
     keep_state: bool = False,
     put_request: Callable[[str, Change], dict[str, Any]] | None = None,
+    shape: ReplicaShape = KEEP_ALL,
 ) -> RestoreResult:
     """Restore the backup at ``url`` (``URL/<jobid>`` or an export's folder) into ``destination``; see the
     module docstring. ``readers`` is how many segments are read at once; ``put_request`` makes each write
     one conditional PutItem (bootstrap's load of an export, ``tables.load``), the refused ones counted as
-    ``present``."""
+    ``present``. ``shape`` leaves out or trims items as a path with the same options would."""
     store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint)
     store.check()
     backup = find_backup(store, name)
@@ -448,21 +452,24 @@ def restore_table(
     pending = [s for s, p in sorted(state.positions.items()) if not p.done]
     _log.info("restore_started", url=backup.url, kind=backup.kind, table=str(destination.spec), segments=total,
               segments_to_run=len(pending), resumed=resume, state_file=str(state_path))
-    counts = {"restored": 0, "skipped": 0, "present": 0}
+    counts = {"restored": 0, "skipped": 0, "present": 0, "left_out": 0}
+    now_s = time.time()  # "expired" is decided against one moment, the restore's start
     lock = threading.Lock()
     stop = threading.Event()
 
     def write(s: int, items: list[Item]) -> None:
+        kept = shape.views(items, destination.key_names, now_s)
         try:
-            stats = writer.write(put_changes(destination, items))
+            stale = writer.write(put_changes(destination, kept)).stale if kept else 0
         except NonRetryableWriteError as exc:
             raise ReplicatorError(f"{backup.files[s].name}: {destination.spec} refused a write: {exc}") from None
         position = state.positions[s]
         position.copied += len(items)
         state.save()
         with lock:
-            counts["restored"] += len(items) - stats.stale
-            counts["present"] += stats.stale
+            counts["restored"] += len(kept) - stale
+            counts["present"] += stale
+            counts["left_out"] += len(items) - len(kept)
 
     def run_file(s: int) -> None:
         f, position = backup.files[s], state.positions[s]
@@ -505,7 +512,7 @@ def restore_table(
     result = RestoreResult(url=backup.url, kind=backup.kind, restored=counts["restored"], skipped=counts["skipped"],
                            segments=total, segments_run=pending, seconds=time.monotonic() - started,
                            write_units=writes.consumed, resumed=resume, state_file=str(state_path),
-                           present=counts["present"])
+                           present=counts["present"], left_out=counts["left_out"])
     _log.info("restore_finished", **result.as_json())
     return result
 

@@ -225,3 +225,84 @@ def test_a_function_mapped_to_its_destinations_own_stream_writes_nothing(aws, mo
     assert items(source, "orders") == {}
     [line] = [e for e in logs if e["event"] == "batch_not_applied"]
     assert "same table us-east-1/orders" in line["error"]
+
+
+def ttl_expiry(seq: int, pk: str, old: dict) -> dict:
+    """A TTL expiry as AWS documents it ("DynamoDB Streams and Time to Live"): a REMOVE whose userIdentity is
+    DynamoDB's service principal, with the expired item's OldImage."""
+    record = ddb_record(seq, "REMOVE", pk)
+    record["dynamodb"]["OldImage"] = encode_item({"pk": {"S": pk}, **old})
+    record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    return record
+
+
+def test_ttl_expiries_are_skipped_and_counted_and_user_deletes_replicated(aws, monkeypatch):
+    monkeypatch.setenv("REPLICATOR_TTL_DELETES", "skip")
+    function.reset()
+    handler({"Records": [ddb_record(i, "INSERT", pk, {"exp": {"N": "1"}}) for i, pk in enumerate("abc", 1)]}, Context())
+    event = {"Records": [ttl_expiry(4, "a", {"exp": {"N": "1"}}), ddb_record(5, "REMOVE", "b"),
+                         ttl_expiry(6, "c", {"exp": {"N": "1"}})]}
+    with capture_logs() as logs:
+        assert handler(event, Context()) == {"batchItemFailures": []}
+    assert sorted(items(aws)) == ["a", "c"]  # the expired items stay; the user's delete of b is replicated
+    [line] = [entry for entry in logs if entry["event"] == "batch_applied"]
+    assert (line["ttl_skipped"], line["deletes"]) == (2, 1)
+
+
+def test_ttl_expiries_are_replicated_by_default(aws):
+    handler({"Records": [ddb_record(1, "INSERT", "a", {})]}, Context())
+    handler({"Records": [ttl_expiry(2, "a", {})]}, Context())
+    assert items(aws) == {}
+
+
+def test_the_function_filters_and_projects_as_the_daemon_does(aws, monkeypatch):
+    monkeypatch.setenv("REPLICATOR_FILTER", "tenant == 'eu'")
+    monkeypatch.setenv("REPLICATOR_EXCLUDE_ATTRIBUTES", "email")
+    function.reset()
+    handler({"Records": [ddb_record(1, "INSERT", "a", {"tenant": {"S": "eu"}, "email": {"S": "x"}}),
+                         ddb_record(2, "INSERT", "b", {"tenant": {"S": "us"}, "email": {"S": "y"}})]}, Context())
+    assert items(aws) == {"a": {"pk": {"S": "a"}, "tenant": {"S": "eu"}}}
+    handler({"Records": [ddb_record(3, "MODIFY", "a", {"tenant": {"S": "us"}}),
+                         ddb_record(4, "MODIFY", "b", {"tenant": {"S": "eu"}, "email": {"S": "y"}})]}, Context())
+    assert items(aws) == {"b": {"pk": {"S": "b"}, "tenant": {"S": "eu"}}}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"REPLICATOR_FILTER": "tenant =="}, "REPLICATOR_FILTER 'tenant ==' is not a JMESPath expression"),
+    ({"REPLICATOR_TTL_DELETES": "sometimes"}, "REPLICATOR_TTL_DELETES is 'sometimes': choose replicate or skip"),
+    ({"REPLICATOR_INCLUDE_ATTRIBUTES": "a", "REPLICATOR_EXCLUDE_ATTRIBUTES": "b"},
+     "REPLICATOR_INCLUDE_ATTRIBUTES and REPLICATOR_EXCLUDE_ATTRIBUTES: give one of them"),
+    ({"REPLICATOR_SOURCE_FORMAT": "binlog", "REPLICATOR_TTL_DELETES": "skip"}, "binlog records are a producer's own"),
+])
+def test_a_bad_shape_setting_is_one_configuration_line(env, message):
+    base = {"REPLICATOR_DESTINATION_TABLE": "replica", "AWS_REGION": "us-east-1"}
+    with pytest.raises(ConfigError, match=message) as exc:
+        FunctionConfig.from_environment({**base, **env})
+    assert "\n" not in str(exc.value)
+
+
+def test_excluding_a_key_attribute_fails_the_batch_unwritten_with_one_line(aws, monkeypatch):
+    monkeypatch.setenv("REPLICATOR_EXCLUDE_ATTRIBUTES", "pk")
+    function.reset()
+    with capture_logs() as logs:
+        answer = handler({"Records": [ddb_record(1, "INSERT", "a", {})]}, Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": str(1).zfill(21)}]}
+    assert items(aws) == {}
+    [line] = [e for e in logs if e["log_level"] == "error"]
+    assert "REPLICATOR_EXCLUDE_ATTRIBUTES names 'pk', a key attribute" in line["error"]
+
+
+def test_a_keys_only_stream_says_once_what_skipping_ttl_expiries_can_do(aws, monkeypatch):
+    monkeypatch.setenv("REPLICATOR_TTL_DELETES", "skip")
+    function.reset()
+    source = boto3.client("dynamodb", region_name="us-east-1")
+    source.create_table(TableName="orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+    with capture_logs() as logs:
+        for seq in (1, 2):
+            handler({"Records": [ttl_expiry(seq, "a", {}) | {"dynamodb": {**ttl_expiry(seq, "a", {})["dynamodb"],
+                                                                          "StreamViewType": "KEYS_ONLY"}}]}, Context())
+    notes = [e for e in logs if e["event"] == "ttl_deletes_limited"]
+    assert len(notes) == 1 and "finds the item gone" in notes[0]["note"]
+    assert [e["ttl_skipped"] for e in logs if e["event"] == "batch_applied"] == [1, 1]

@@ -49,9 +49,10 @@ class Recording:
 
 
 def result(records: int, latency: Latency | None, puts: int = 0, deletes: int = 0, retries: int = 0,
-           stale: int = 0) -> BatchResult:
+           stale: int = 0, ttl_skipped: int = 0) -> BatchResult:
     writes = WriteStats(puts=puts, deletes=deletes, requests=1, retries=retries, stale=stale)
-    return BatchResult(records=records, writes=writes, last_sequence_number="1", latency=latency)
+    return BatchResult(records=records, writes=writes, last_sequence_number="1", latency=latency,
+                       ttl_skipped=ttl_skipped)
 
 
 def read_back(cw, name: str, stat: str, dims=DIMS) -> list[float]:
@@ -85,7 +86,7 @@ def test_an_interval_is_published_as_statistic_sets_and_counts(cloudwatch):
     sent = Recording(cloudwatch)
     publisher = MetricsPublisher(DIMS, lambda: sent)
     publisher.batch_applied(result(3, Latency(3, 600, 100, 300), puts=2, deletes=1, retries=4), 250)
-    publisher.batch_applied(result(2, Latency(2, 2000, 900, 1100), puts=1, stale=1), 50)
+    publisher.batch_applied(result(2, Latency(2, 2000, 900, 1100), puts=1, stale=1, ttl_skipped=1), 50)
     publisher.batch_failed()
     assert publisher.publish() == 1
 
@@ -97,7 +98,8 @@ def test_an_interval_is_published_as_statistic_sets_and_counts(cloudwatch):
     assert by_name["MillisBehindLatest"]["StatisticValues"] == {
         "SampleCount": 2.0, "Sum": 300.0, "Minimum": 50.0, "Maximum": 250.0}
     assert {n: by_name[n]["Value"] for n in metrics.COUNTS} == {
-        "Records": 5.0, "Puts": 3.0, "Deletes": 1.0, "Retries": 4.0, "StaleWrites": 1.0, "FailedBatches": 1.0}
+        "Records": 5.0, "Puts": 3.0, "Deletes": 1.0, "Retries": 4.0, "StaleWrites": 1.0, "FailedBatches": 1.0,
+        "TtlDeletesSkipped": 1.0}
     assert all(by_name[n]["Unit"] == "Count" for n in metrics.COUNTS)
     assert "PendingReplicationCount" not in by_name  # no counter given
 
@@ -163,8 +165,8 @@ def test_more_datums_than_one_call_takes_are_split(cloudwatch, monkeypatch):
     sent = Recording(cloudwatch)
     publisher = MetricsPublisher(DIMS, lambda: sent)
     publisher.batch_applied(result(1, Latency(1, 5, 5, 5)), 3)
-    assert publisher.publish() == 2
-    assert [len(c) for c in sent.calls] == [4, 4]
+    assert publisher.publish() == 3  # 9 datums: two statistic sets and 7 counts
+    assert [len(c) for c in sent.calls] == [4, 4, 1]
 
 
 @pytest.mark.parametrize("error", [EndpointConnectionError(endpoint_url="http://cloudwatch.invalid"),
