@@ -175,14 +175,16 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
                     env: Mapping[str, str] | None = None) -> ReplicationProcessor:
     env = os.environ if env is None else env
     client = clients.dynamodb(
-        path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
+        path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False,
+        credentials=path.destination_credentials,
     )
     fence = versioning(path, stream_arn)
     decoder = record_format(path, env)
     reader = None
     if decoder.read_through:
         assert path.source_table is not None
-        reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False), path.source_table)
+        reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False,
+                                                   credentials=path.source_credentials), path.source_table)
     metrics = for_path(path, stream_arn)
     bucket = None  # joined last, so that no failure to start leaves this processor counted in its file
     if path.max_writes_per_second is not None:

@@ -91,7 +91,8 @@ class Function:
     def __init__(self, config: FunctionConfig) -> None:
         self.config = config
         self._destination = clients.dynamodb(config.destination_region, config.destination_endpoint,
-                                             pool=WRITE_CONCURRENCY * 2, validate=False, read_timeout_s=10)
+                                             pool=WRITE_CONCURRENCY * 2, validate=False, read_timeout_s=10,
+                                             side=config.destination_side, credentials=config.destination_credentials)
         self._writers: dict[Versioning | None, TableWriter] = {}
         self._readers: dict[tuple[str, str], SourceReader] = {}
         self._schema: KeySchema | None = None
@@ -162,7 +163,8 @@ class Function:
 
     def _reader(self, region: str, table: str) -> SourceReader:
         if (region, table) not in self._readers:
-            client = clients.dynamodb(region, self.config.source_endpoint, pool=8, validate=False, read_timeout_s=10)
+            client = clients.dynamodb(region, self.config.source_endpoint, pool=8, validate=False, read_timeout_s=10,
+                                      side=self.config.source_side, credentials=self.config.source_credentials)
             self._readers[(region, table)] = SourceReader(client, table)
         return self._readers[(region, table)]
 

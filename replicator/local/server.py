@@ -41,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.changes.codec import decode_item
 from replicator.errors import ReplicatorError
+from replicator.local import accounts
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -140,6 +141,7 @@ def build_app() -> WSGIApp:
 
     py_partiql_parser.JsonParser = DynamoDBJsonLines
     Item.is_within_segment = is_within_segment
+    accounts.install()  # STS refuses what AWS's refuses (local.accounts)
     return SerialisedRequests(DomainDispatcherApplication(create_backend_app))
 
 

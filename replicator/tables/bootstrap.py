@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 from replicator import clients, log
 from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
+from replicator.credentials import Credentials
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
@@ -53,6 +54,17 @@ BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRe
 KCL_PATH_KEYS = tuple(key for key in PATH_KEYS if key not in BOOTSTRAP_OPTIONS)
 
 
+def credential_settings(sides: dict[str, Credentials]) -> dict[str, str]:
+    """The path settings (by field name) of each side's credentials, as `replicator run` takes them."""
+    found: dict[str, str] = {}
+    for name, creds in sides.items():
+        for what in ("role_arn", "external_id", "profile"):
+            value = getattr(creds, what)
+            if value is not None:
+                found[f"{name}_{what}"] = value
+    return found
+
+
 def replication_path(source: Table, destination: Table, task_name: str | None = None,
                      version_attribute: str | None = None, settings: dict[str, str] | None = None) -> ReplicationPath:
     """The path bootstrap starts; ``settings`` are the other path keys, by field name (from --kcl-property)."""
@@ -69,7 +81,7 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath) -> Non
     """The stream carries new images, the keys match and the path has never run."""
     checks.check_stream(source.description, source.spec.region)
     check_same_keys(source, destination)
-    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, credentials=path.lease_credentials)
     try:
         leases.describe_table(TableName=path.application_name)
     except ClientError as exc:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replicator.credentials import DEFAULT, Credentials
 from replicator import log
 from replicator.changes.codec import Item, RecordFormatError, decode_item
 from replicator.changes.writer import TableWriter
@@ -107,7 +108,7 @@ class RestoreState(CopyState):
 
 
 def default_state_path(name: str, destination: Table) -> Path:
-    return Path(f".restore-table.{name}.{destination.spec.region}.{destination.name}.json")
+    return Path(f".restore-table.{name}.{destination.spec.region}.{destination.spec.file_name}.json")
 
 
 # --- finding and checking a backup ---------------------------------------------------------------
@@ -404,6 +405,7 @@ def restore_table(
     destination: Table,
     *,
     s3_endpoint: str | None = None,
+    s3_credentials: Credentials = DEFAULT,
     write_units: float | None = None,
     max_in_flight: int = 8,
     resume: bool = False,
@@ -416,7 +418,8 @@ def restore_table(
 ) -> RestoreResult:
     """Restore the backup at ``url`` (``URL/<jobid>`` or an export's folder) into ``destination``; see the
     module docstring. ``readers`` is how many segments are read at once."""
-    store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint)
+    store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint,
+                           s3_credentials=s3_credentials)
     store.check()
     backup = find_backup(store, name)
     check_files(store, backup)
