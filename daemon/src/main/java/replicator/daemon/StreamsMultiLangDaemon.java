@@ -101,8 +101,8 @@ public final class StreamsMultiLangDaemon {
                 ? kcl.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class)
                 : DefaultCredentialsProvider.create();
 
-        DynamoDbStreamsClientBuilder streamsBuilder =
-                DynamoDbStreamsClient.builder().region(sourceRegion).credentialsProvider(credentials);
+        DynamoDbStreamsClientBuilder streamsBuilder = DynamoDbStreamsClient.builder().region(sourceRegion)
+                .credentialsProvider(PathCredentials.forSide(props, "source", credentials));
         endpoint(props, "sourceStreamsEndpoint").or(() -> endpoint(props, "sourceEndpoint"))
                 .ifPresent(streamsBuilder::endpointOverride);
         DynamoDbStreamsClient streams = streamsBuilder.build();
@@ -114,12 +114,14 @@ public final class StreamsMultiLangDaemon {
                 streamArn, sourceTable, kcl.getApplicationName(), kcl.getWorkerIdentifier());
 
         DynamoDbAsyncClientBuilder leaseBuilder =
-                DynamoDbAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+                DynamoDbAsyncClient.builder().region(kclRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "kcl", credentials));
         endpoint(props, "dynamoDBEndpoint").or(() -> endpoint(props, "kclEndpoint"))
                 .or(() -> endpoint(props, "sourceEndpoint")).ifPresent(leaseBuilder::endpointOverride);
         DynamoDbAsyncClient leaseClient = leaseBuilder.build();
         CloudWatchAsyncClientBuilder cloudWatchBuilder =
-                CloudWatchAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+                CloudWatchAsyncClient.builder().region(kclRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "cloudWatch", credentials));
         endpoint(props, "cloudWatchEndpoint").ifPresent(cloudWatchBuilder::endpointOverride);
 
         AmazonDynamoDBStreamsAdapterClient adapterClient = new AmazonDynamoDBStreamsAdapterClient(streams, sourceRegion);
