@@ -108,16 +108,17 @@ def exec_daemon(properties: Path, stream_arn: str, argv: list[str] | None = None
     os.execve(argv[0], argv, environment(properties, stream_arn, extra_env))
 
 
-def spawn_daemon(properties: Path, output: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+def spawn_daemon(properties: Path, output: IO[bytes] | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`replicator run --properties FILE` as a child in its own session, so that it can be stopped as a
-    process group (used by bootstrap, the demo and the tests)."""
+    process group (used by bootstrap, the demo and the tests); ``env`` is added to this process's."""
     replicator = Path(sys.executable).parent / "replicator"
     return subprocess.Popen(
         [str(replicator), "run", "--properties", str(properties)],
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         start_new_session=True,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
 
 
