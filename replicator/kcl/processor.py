@@ -78,7 +78,7 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         started = time.monotonic()
         try:
             result = self._applier.apply([SourceRecord(r.binary_data, r.sequence_number) for r in records])
-        except (NonRetryableWriteError, RecordFormatError) as exc:
+        except (NonRetryableWriteError, RecordFormatError, ReplicatorError) as exc:  # a refused role is the last
             self._fail("batch_not_applied", exc)
             return
         except Exception as exc:  # noqa: BLE001 - anything unexpected must also stop before a checkpoint

@@ -255,6 +255,8 @@ def _report(batch: Batch, partial: PartialResult, started: float) -> None:
         _log.error("destination_refused", failed_record=failed, error=str(failure))
     elif isinstance(failure, DeadlinePassed):
         _log.error("destination_unavailable", failed_record=failed, error=str(failure))
+    elif isinstance(failure, ReplicatorError):  # e.g. a role that cannot be assumed: its line names it
+        _log.error("batch_not_applied", failed_record=failed, error=str(failure))
     else:
         _log.error("batch_failed_unexpectedly", failed_record=failed, error=str(failure),
                    error_type=type(failure).__name__, exc_info=failure)

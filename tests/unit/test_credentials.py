@@ -180,3 +180,86 @@ def test_the_tools_reach_a_replica_by_its_arn_through_a_role_with_no_secret_in_t
     for value in MARKED.values():
         for text in (done.stdout, done.stderr, again.stdout, again.stderr, refused.stderr, *written):
             assert value not in text
+
+
+@pytest.fixture
+def lambda_env(monkeypatch, sts_checked):
+    from replicator.lambda_handler import function
+
+    for name in ("SOURCE_FORMAT", "SOURCE_TABLE", "VERSION_ATTRIBUTE", "SOURCE_ROLE_ARN", "DESTINATION_ROLE_ARN"):
+        monkeypatch.delenv(f"REPLICATOR_{name}", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("REPLICATOR_DESTINATION_ENDPOINT", sts_checked)
+    function.reset()
+    yield sts_checked
+    function.reset()
+
+
+def test_the_lambda_handler_writes_into_another_account_through_its_destination_role(lambda_env, monkeypatch):
+    from replicator.lambda_handler import function
+    from test_lambda_handler import Context, ddb_record
+
+    arn = role(lambda_env)
+    name = unique_table("replica")
+    replica = clients.dynamodb("eu-west-1", lambda_env, credentials=Credentials(arn, "xid-1"))
+    create_pk_table(replica, name)
+    monkeypatch.setenv("REPLICATOR_DESTINATION_TABLE", name)
+    monkeypatch.setenv("REPLICATOR_DESTINATION_REGION", "eu-west-1")
+    monkeypatch.setenv("REPLICATOR_DESTINATION_ROLE_ARN", arn)
+    monkeypatch.setenv("REPLICATOR_DESTINATION_EXTERNAL_ID", "xid-1")
+    event = {"Records": [ddb_record(1, "INSERT", "a", {"v": {"N": "1"}}), ddb_record(2, "INSERT", "b", {"v": {"N": "1"}}),
+                         ddb_record(3, "REMOVE", "b")]}
+    assert function.handler(event, Context()) == {"batchItemFailures": []}
+    assert replica.scan(TableName=name)["Items"] == [{"pk": {"S": "a"}, "v": {"N": "1"}}]
+    assert name not in clients.dynamodb("eu-west-1", lambda_env).list_tables()["TableNames"]
+
+    # The same replica by its ARN (its region from the ARN), and a wrong external id as one line naming the role.
+    function.reset()
+    monkeypatch.delenv("REPLICATOR_DESTINATION_REGION")
+    monkeypatch.setenv("REPLICATOR_DESTINATION_TABLE", f"arn:aws:dynamodb:eu-west-1:{DESTINATION}:table/{name}")
+    assert function.handler({"Records": [ddb_record(4, "INSERT", "c", {"v": {"N": "3"}})]}, Context()) == \
+        {"batchItemFailures": []}
+    assert len(replica.scan(TableName=name)["Items"]) == 2
+    function.reset()
+    credentials.reset()
+    monkeypatch.setenv("REPLICATOR_DESTINATION_EXTERNAL_ID", "wrong-id")
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        answer = function.handler({"Records": [ddb_record(5, "INSERT", "d", {"v": {"N": "3"}})]}, Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "5".zfill(21)}]}  # Lambda retries it
+    [line] = [entry for entry in logs if entry["event"] == "batch_not_applied"]
+    assert line["error"].startswith(f"cannot assume REPLICATOR_DESTINATION_ROLE_ARN {arn}: AccessDenied")
+    assert "exc_info" not in line
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"REPLICATOR_DESTINATION_ROLE_ARN": "writer"}, "REPLICATOR_DESTINATION_ROLE_ARN 'writer' is not an IAM role ARN"),
+    ({"REPLICATOR_DESTINATION_EXTERNAL_ID": "x-1"},
+     "REPLICATOR_DESTINATION_EXTERNAL_ID goes with REPLICATOR_DESTINATION_ROLE_ARN"),
+    ({"REPLICATOR_DESTINATION_TABLE": f"arn:aws:dynamodb:eu-west-1:{DESTINATION}:table/replica"},
+     "REPLICATOR_DESTINATION_TABLE arn:aws:dynamodb:eu-west-1:222222222222:table/replica is in eu-west-1 but "
+     "REPLICATOR_DESTINATION_REGION is us-west-2"),
+])
+def test_the_lambdas_credential_variables_are_checked_at_cold_start(env, named):
+    from replicator.lambda_handler.config import ConfigError, FunctionConfig
+
+    base = {"REPLICATOR_DESTINATION_TABLE": "replica", "REPLICATOR_DESTINATION_REGION": "us-west-2"}
+    with pytest.raises(ConfigError, match=named):
+        FunctionConfig.from_environment({**base, **env})
+
+
+def test_the_lambda_template_may_assume_the_destination_role_and_no_other():
+    import yaml
+
+    template = yaml.safe_load((REPO_ROOT / "deploy" / "lambda.yaml").read_text())
+    assert {"DestinationRoleArn", "DestinationExternalId"} <= set(template["Parameters"])
+    statements = template["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    [assume] = [s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "HasDestinationRole"]
+    assert assume[1] == {"Sid": "AssumeDestinationRole", "Effect": "Allow", "Action": "sts:AssumeRole",
+                         "Resource": {"Ref": "DestinationRoleArn"}}
+    assert assume[2]["Sid"] == "WriteReplica"  # without a role, the function writes the replica itself
+    variables = template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables["REPLICATOR_DESTINATION_ROLE_ARN"] == {"Fn::If": ["HasDestinationRole", {"Ref": "DestinationRoleArn"},
+                                                                       {"Ref": "AWS::NoValue"}]}
+    assert "REPLICATOR_DESTINATION_EXTERNAL_ID" in variables
