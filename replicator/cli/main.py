@@ -322,12 +322,14 @@ def local(host: str, port: int, in_memory: bool, db_path: str | None) -> None:
 @click.option("--rate", type=click.IntRange(1), default=300, show_default=True, help="Source writes per second.")
 @click.option("--lambda", "as_lambda", is_flag=True,
               help="Replicate with the Lambda handler under `replicator lambda-local` instead of the daemon.")
+@click.option("--cross-account", is_flag=True, help="Replicate into a replica in another account (222222222222), "
+              "through a role the source account (111111111111) assumes.")
 @friendly_errors
-def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
+def demo(operations: int, keys: int, rate: int, as_lambda: bool, cross_account: bool) -> None:
     """Replicate a live mixed workload between two regions of the local server and verify the replica."""
     from replicator.local.demo import run_demo
 
-    sys.exit(run_demo(operations=operations, keys=keys, rate=rate, as_lambda=as_lambda))
+    sys.exit(run_demo(operations=operations, keys=keys, rate=rate, as_lambda=as_lambda, cross_account=cross_account))
 
 
 @main.command("lambda-local")
