@@ -263,3 +263,36 @@ def test_the_lambda_template_may_assume_the_destination_role_and_no_other():
     assert variables["REPLICATOR_DESTINATION_ROLE_ARN"] == {"Fn::If": ["HasDestinationRole", {"Ref": "DestinationRoleArn"},
                                                                        {"Ref": "AWS::NoValue"}]}
     assert "REPLICATOR_DESTINATION_EXTERNAL_ID" in variables
+
+
+def test_backup_and_restore_reach_a_bucket_in_a_third_account_and_a_replica_through_roles(sts_checked, tmp_path):
+    """backup-table of the caller's table into a bucket of account 333333333333 (--s3-role-arn), then
+    restore-table from it into a replica of account 222222222222 (--destination-role-arn, by ARN)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    s3_role = accounts.create_role(sts_checked, "333333333333", unique_table("backups"), accounts.DEFAULT_ACCOUNT)
+    bucket = unique_table("bucket")
+    clients.s3("us-east-1", sts_checked, credentials=Credentials(s3_role)).create_bucket(Bucket=bucket)
+    source_name, replica_name = unique_table("src"), unique_table("dst")
+    source = clients.dynamodb("us-east-1", sts_checked)
+    create_pk_table(source, source_name)
+    for i in range(12):
+        source.put_item(TableName=source_name, Item={"pk": {"S": f"k{i}"}})
+    backed = replicator("backup-table", f"us-east-1/{source_name}", f"s3://{bucket}/b", "--jobid", "j1",
+                        "--source-endpoint", sts_checked, "--s3-endpoint", sts_checked, "--s3-role-arn", s3_role,
+                        cwd=tmp_path, env=env)
+    assert backed.returncode == 0, backed.stderr
+    assert bucket not in [b["Name"] for b in clients.s3("us-east-1", sts_checked).list_buckets()["Buckets"]]
+    arn = role(sts_checked)
+    replica = clients.dynamodb("eu-west-1", sts_checked, credentials=Credentials(arn, "xid-1"))
+    create_pk_table(replica, replica_name)
+    restored = replicator("restore-table", f"s3://{bucket}/b/j1", f"arn:aws:dynamodb:eu-west-1:{DESTINATION}:table/{replica_name}",
+                          "--destination-endpoint", sts_checked, "--destination-role-arn", arn,
+                          "--destination-external-id", "xid-1", "--s3-endpoint", sts_checked, "--s3-role-arn", s3_role,
+                          cwd=tmp_path, env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert len(replica.scan(TableName=replica_name)["Items"]) == 12
+    record = replicator("diff-record", f"us-east-1/{source_name}",
+                        f"arn:aws:dynamodb:eu-west-1:{DESTINATION}:table/{replica_name}", '{"pk": "k3"}',
+                        "--source-endpoint", sts_checked, "--destination-endpoint", sts_checked,
+                        "--destinationRoleArn", arn, "--destinationExternalId", "xid-1", cwd=tmp_path, env=env)
+    assert record.returncode == 0 and record.stdout.startswith("equal"), record.stdout + record.stderr
