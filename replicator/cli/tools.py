@@ -1,8 +1,9 @@
 """CLI commands of the table tools; `replicator.cli` adds each command in TOOL_COMMANDS to the group.
 
-Tables are written ``region/table``. The first table (source, primary) is reached at --source-endpoint,
-the second (destination, replica) at --destination-endpoint; both also take the Java connector's
-camelCase spelling. Backups live at s3://bucket/prefix (S3 reached at --s3-endpoint) or in a directory.
+Tables are written ``region/table`` or as a table ARN. The first table (source, primary) is reached at
+--source-endpoint, the second (destination, replica) at --destination-endpoint; both also take the Java
+connector's camelCase spelling. Each side's credentials (--source-role-arn, --destination-profile, ...)
+come from one decorator, ``cli.sides.with_credentials``. Backups live at s3://bucket/prefix (S3 reached at --s3-endpoint) or in a directory.
 Human summaries go to stdout, structured logs to stderr; with --json the last line of stdout is one JSON
 object. Bad input is one line on stderr and exit status 2.
 """

@@ -8,6 +8,10 @@ connector's camelCase option names, beside the standard KCL keys the launcher an
 A Kinesis path's lease table is named like a table path's, with a prefix of its own
 (``KINESIS_TASK_NAME_PREFIX``) and the stream in place of the source table, so the two never share one.
 
+Each side's credentials are settings of the path too (``sourceRoleArn``, ``destinationRoleArn``, ``kclRoleArn``,
+``cloudWatchRoleArn``, their external ids, ``sourceProfile``/``destinationProfile``; ``replicator.credentials``
+says what they mean), and a table given by its ARN supplies its region (``replicator.arns``).
+
 A path onto itself is invalid (``changes.self_path``, the rule the Lambda and the tools share), and so is
 a ``--kcl-property`` of a key this module writes itself: the file must say what the checks saw. A command
 writes the file only after every check passed (``files.check_writable`` first), so a refused one leaves the
