@@ -92,3 +92,38 @@ def test_a_path_keeps_replicating_across_credential_renewals(tmp_path: Path) -> 
         diff = sandbox.wait_for_equality(timeout_s=240)
         assert diff.discrepancies == 0, (diff.missing[:2], diff.different[:1], diff.extraneous[:2])
         assert sandbox.path.application_name in sandbox.source.list_tables()["TableNames"]
+
+
+def test_bootstrap_copies_and_replicates_into_a_replica_named_by_its_arn_through_a_role(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from replicator.local.sandbox import DESTINATION_EXTERNAL_ID, LOCAL_KCL_SETTINGS
+
+    with Sandbox(tmp_path / "sandbox", cross_account=True) as sandbox:
+        endpoint = sandbox.source_server.endpoint
+        MixedWorkload(sandbox.source, sandbox.source_table, keys=150, seed=7).run(300, rate=300)
+        replica_arn = f"arn:aws:dynamodb:{DESTINATION_REGION}:{DESTINATION_ACCOUNT}:table/{sandbox.destination_table}"
+        settings = {**LOCAL_KCL_SETTINGS, "idleTimeBetweenReadsInMillis": "200", "dontPublishCloudwatch": "true"}
+        # Writes while bootstrap copies and starts replicating, so that the check waits for the daemon.
+        writer = threading.Thread(target=MixedWorkload(sandbox.source, sandbox.source_table, keys=150, seed=8,
+                                                       first_rev=10_000).run, args=(600, 60))
+        writer.start()
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "replicator"), "bootstrap", f"us-east-1/{sandbox.source_table}",
+             replica_arn, "--source-endpoint", endpoint, "--destination-endpoint", endpoint,
+             "--destination-role-arn", str(sandbox.path.destination_role_arn),
+             "--destination-external-id", DESTINATION_EXTERNAL_ID,
+             "--write-properties", str(tmp_path / "boot.properties"),
+             *[a for k, v in settings.items() for a in ("--kcl-property", f"{k}={v}")],
+             "--daemon-log", str(tmp_path / "daemon.log"), "--check-timeout", "240", "--exit-after-check", "--json"],
+            capture_output=True, text=True, timeout=400, env={**os.environ, **sandbox.env}, cwd=tmp_path,
+        )
+        writer.join()
+        (tmp_path / "bootstrap.out").write_text(done.stdout + "\n----\n" + done.stderr)
+        assert done.returncode == 0, done.stdout[-1500:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert summary["equal"] and summary["daemon_exit_status"] == 0 and summary["copied"] > 0
+        assert sandbox.diff().discrepancies == 0
+        written = (tmp_path / "boot.properties").read_text()
+        assert "destinationRoleArn=" in written and sandbox.env["AWS_SECRET_ACCESS_KEY"] not in written
