@@ -1,7 +1,8 @@
 """boto3 clients for a replication path, configured once for the whole project.
 
 Each client's region and endpoint are checked first: botocore would otherwise raise a traceback
-(InvalidRegionError, "ValueError: Invalid endpoint") far from the option that was mistyped. ``side``
+(InvalidRegionError, "ValueError: Invalid endpoint") far from the option that was mistyped. Each client
+is made with its side's ``credentials.Credentials`` (a role, a profile, or the default chain). ``side``
 says which options a message names: ``"source"`` is --source-region and --source-endpoint, ``""``
 --region and --endpoint, and None (code that is not the CLI, e.g. the Lambda) plain "region" and "endpoint".
 """
@@ -12,9 +13,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 from botocore.config import Config
 
+from replicator.credentials import DEFAULT, Credentials, client
 from replicator.errors import ReplicatorError
 
 _REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -24,6 +25,10 @@ _REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 def _option(side: str | None, what: str) -> str:
     if side is None:
         return what
+    if side.isupper():  # the Lambda's variables: REPLICATOR_DESTINATION_ENDPOINT
+        return f"{side}_{what.upper()}"
+    if side.startswith("--"):  # lambda-local's options, given whole
+        return f"{side}-{what}"
     return f"--{side}-{what}" if side else f"--{what}"
 
 
@@ -49,7 +54,8 @@ def check_location(region: str, endpoint: str | None, side: str | None = None) -
 
 
 def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int = 1, validate: bool = True,
-             read_timeout_s: float = 30, side: str | None = None) -> Any:
+             read_timeout_s: float = 30, side: str | None = None,
+             credentials: Credentials = DEFAULT) -> Any:
     """A DynamoDB client. The writer does its own unbounded retries, so botocore's default is one attempt.
 
     ``validate=False`` skips botocore's client-side parameter validation: for items that come from
@@ -64,18 +70,17 @@ def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int 
         read_timeout=read_timeout_s,
         parameter_validation=validate,
     )
-    return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
+    return client(credentials, "dynamodb", region, endpoint, config, side)
 
 
-def streams(region: str, endpoint: str | None, side: str | None = None) -> Any:
+def streams(region: str, endpoint: str | None, side: str | None = None, credentials: Credentials = DEFAULT) -> Any:
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client(
-        "dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config
-    )
+    return client(credentials, "dynamodbstreams", region, endpoint, config, side)
 
 
-def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = None) -> Any:
+def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = None,
+       credentials: Credentials = DEFAULT) -> Any:
     """An S3 client for backups. A given endpoint (the local server, MinIO) is addressed by path
     (``endpoint/bucket/key``): such endpoints have no per-bucket DNS names."""
     check_location(region, endpoint, side)
@@ -86,18 +91,19 @@ def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = 
         read_timeout=60,
         s3={"addressing_style": "path"} if endpoint else None,
     )
-    return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
+    return client(credentials, "s3", region, endpoint, config, side)
 
 
-def cloudwatch(region: str, endpoint: str | None, side: str | None = None) -> Any:
+def cloudwatch(region: str, endpoint: str | None, side: str | None = None,
+               credentials: Credentials = DEFAULT) -> Any:
     """A CloudWatch client for the processors' metrics: short timeouts and few attempts, since a metrics
     interval that cannot be sent is dropped rather than allowed to pile up."""
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
-    return boto3.session.Session().client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)
+    return client(credentials, "cloudwatch", region, endpoint, config, side)
 
 
-def kinesis(region: str, endpoint: str | None, side: str | None = None) -> Any:
+def kinesis(region: str, endpoint: str | None, side: str | None = None, credentials: Credentials = DEFAULT) -> Any:
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
+    return client(credentials, "kinesis", region, endpoint, config, side)

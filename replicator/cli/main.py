@@ -26,6 +26,7 @@ from replicator.kcl.config import (
 )
 from replicator.errors import CREDENTIALS_FIX, ReplicatorError, friendly_errors
 from replicator.files import check_writable
+from replicator.cli.sides import PATH_CREDENTIAL_OPTIONS
 
 
 def _camel(kebab: str) -> str:
@@ -73,6 +74,9 @@ PATH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+PATH_OPTIONS += PATH_CREDENTIAL_OPTIONS  # --source-role-arn ... (cli.sides): each side's credentials
+
+
 def _camel_name(kebab: str) -> str:
     """The option's camelCase spelling: its properties key (cloudWatchEndpoint), else derived."""
     field_name = kebab.replace("-", "_")
@@ -99,7 +103,11 @@ def _path_from(properties: Path | None, given: dict[str, Any]) -> ReplicationPat
         return path_from_properties(read_properties(properties), source=str(properties))
     check_task_name_option(given.get("task_name"))
     required = ("sourceRegion", "destinationRegion", "destinationTable")
-    missing = [f"--{_kebab(PATH_KEYS[k])}" for k in required if PATH_KEYS[k] not in given]
+    from replicator.arns import parse_table_arn
+
+    with_arn = {f"{side}_region" for side in ("source", "destination")
+                if parse_table_arn(str(given.get(f"{side}_table", "")))}  # the ARN says the region
+    missing = [f"--{_kebab(PATH_KEYS[k])}" for k in required if PATH_KEYS[k] not in given and PATH_KEYS[k] not in with_arn]
     if "source_table" not in given and "source_kinesis_stream" not in given:
         missing.insert(1, "--source-table (or --source-kinesis-stream)")
     if missing:
@@ -114,10 +122,11 @@ def main() -> None:
 
 
 @main.command("task-name")
-@click.option("--source-region", "--sourceRegion", required=True)
+@click.option("--source-region", "--sourceRegion", default=None, help="Required unless --source-table is an ARN.")
 @click.option("--source-table", "--sourceTable", default=None)
 @click.option("--source-kinesis-stream", "--sourceKinesisStream", default=None, help="A Kinesis path's stream.")
-@click.option("--destination-region", "--destinationRegion", required=True)
+@click.option("--destination-region", "--destinationRegion", default=None,
+              help="Required unless --destination-table is an ARN.")
 @click.option("--destination-table", "--destinationTable", required=True)
 @click.option("--task-name", "--taskName", default=None, help="A given name; the prefix is added to it.")
 @click.option("--source-endpoint", "--sourceEndpoint", default=None, help="Checked only, as by run (not in the name).")
@@ -125,7 +134,8 @@ def main() -> None:
               help="Checked only, as by run (not in the name).")
 @friendly_errors
 def task_name_command(
-    source_region: str, source_table: str | None, source_kinesis_stream: str | None, destination_region: str,
+    source_region: str | None, source_table: str | None, source_kinesis_stream: str | None,
+    destination_region: str | None,
     destination_table: str, task_name: str | None, source_endpoint: str | None, destination_endpoint: str | None,
 ) -> None:
     """Print the lease table name (taskName) of a replication path.
@@ -262,7 +272,8 @@ def status(properties: Path | None, as_json: bool, watch: bool, interval: float,
     from replicator.kcl.streams import source_stream
     path = _path_from(properties, {k: v for k, v in options.items() if v is not None})
     clients.check_location(path.source_region, path.source_endpoint, "source")  # first: the lease's defaults
-    lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl")
+    lease_client = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl",
+                                    credentials=path.lease_credentials)
     stream = source_stream(path)
 
     def read() -> list[Any]:
@@ -344,12 +355,14 @@ def local(host: str, port: int, in_memory: bool, db_path: str | None) -> None:
 @click.option("--rate", type=click.IntRange(1), default=300, show_default=True, help="Source writes per second.")
 @click.option("--lambda", "as_lambda", is_flag=True,
               help="Replicate with the Lambda handler under `replicator lambda-local` instead of the daemon.")
+@click.option("--cross-account", is_flag=True, help="Replicate into a replica in another account (222222222222), "
+              "through a role the source account (111111111111) assumes.")
 @friendly_errors
-def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
+def demo(operations: int, keys: int, rate: int, as_lambda: bool, cross_account: bool) -> None:
     """Replicate a live mixed workload between two regions of the local server and verify the replica."""
     from replicator.local.demo import run_demo
 
-    sys.exit(run_demo(operations=operations, keys=keys, rate=rate, as_lambda=as_lambda))
+    sys.exit(run_demo(operations=operations, keys=keys, rate=rate, as_lambda=as_lambda, cross_account=cross_account))
 
 
 @main.command("lambda-local")
@@ -364,6 +377,9 @@ def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
 @click.option("--destination-region", help="The replica's region (REPLICATOR_DESTINATION_REGION).")
 @click.option("--destination-endpoint", help="The replica's endpoint (REPLICATOR_DESTINATION_ENDPOINT).")
 @click.option("--version-attribute", help="The fence's attribute (REPLICATOR_VERSION_ATTRIBUTE).")
+@click.option("--destination-role-arn", metavar="ARN", help="Assume this role for the replica's writes, e.g. in "
+              "another account (REPLICATOR_DESTINATION_ROLE_ARN).")
+@click.option("--destination-external-id", metavar="ID", help="Its external id (REPLICATOR_DESTINATION_EXTERNAL_ID).")
 @click.option("--batch-size", type=click.IntRange(1, 10000), default=100, show_default=True,
               help="Records per invocation at most, as the event source mapping's BatchSize.")
 @click.option("--starting-position", type=click.Choice(["TRIM_HORIZON", "LATEST"]), default="TRIM_HORIZON",
@@ -375,6 +391,7 @@ def demo(operations: int, keys: int, rate: int, as_lambda: bool) -> None:
 def lambda_local(source_table: str | None, source_kinesis_stream: str | None, source_region: str,
                  source_endpoint: str | None, source_format: str | None, destination_table: str | None,
                  destination_region: str | None, destination_endpoint: str | None, version_attribute: str | None,
+                 destination_role_arn: str | None, destination_external_id: str | None,
                  batch_size: int, starting_position: str, timeout_s: float, **shaping: str | None) -> None:
     """Run the Lambda handler on a stream, in-process, as its event source mapping would.
 
@@ -393,6 +410,7 @@ def lambda_local(source_table: str | None, source_kinesis_stream: str | None, so
         "SOURCE_TABLE": source_table,
         "SOURCE_REGION": source_region, "SOURCE_ENDPOINT": source_endpoint, "VERSION_ATTRIBUTE": version_attribute,
         **{name.upper(): value for name, value in shaping.items()},  # REPLICATOR_FILTER, ... (changes.shape)
+        "DESTINATION_ROLE_ARN": destination_role_arn, "DESTINATION_EXTERNAL_ID": destination_external_id,
     }
     os.environ.update({f"REPLICATOR_{name}": value for name, value in given.items() if value is not None})
     log.configure()

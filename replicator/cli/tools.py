@@ -1,8 +1,9 @@
 """CLI commands of the table tools; `replicator.cli` adds each command in TOOL_COMMANDS to the group.
 
-Tables are written ``region/table``. The first table (source, primary) is reached at --source-endpoint,
-the second (destination, replica) at --destination-endpoint; both also take the Java connector's
-camelCase spelling. Backups live at s3://bucket/prefix (S3 reached at --s3-endpoint) or in a directory.
+Tables are written ``region/table`` or as a table ARN. The first table (source, primary) is reached at
+--source-endpoint, the second (destination, replica) at --destination-endpoint; both also take the Java
+connector's camelCase spelling. Each side's credentials (--source-role-arn, --destination-profile, ...)
+come from one decorator, ``cli.sides.with_credentials``. Backups live at s3://bucket/prefix (S3 reached at --s3-endpoint) or in a directory.
 Human summaries go to stdout, structured logs to stderr; with --json the last line of stdout is one JSON
 object. Bad input is one line on stderr and exit status 2.
 """
@@ -25,6 +26,7 @@ from replicator.files import check_writable
 from replicator.kcl.config import check_task_name_option, parse_kcl_properties
 from replicator.kcl.launcher import stop_daemon
 from replicator.errors import ReplicatorError, friendly_errors
+from replicator.cli.sides import side, with_credentials
 
 TOOL_COMMANDS: list[click.Command] = []
 
@@ -131,10 +133,12 @@ def _resumable(what: str) -> Any:
 @shape_options()
 @json_option
 @friendly_errors
+@with_credentials("source", "destination")
 def diff_tables_command(primary: str, replica: str, source_endpoint: str | None, destination_endpoint: str | None,
                         segments: int | None, segment: int | None, repair: bool, backfill: bool,
-                        page_size: int | None, version_attribute: str | None, as_json: bool, **shaping: Any) -> None:
-    """Compare PRIMARY with REPLICA (region/table each): missing, different and extraneous items.
+                        page_size: int | None, version_attribute: str | None, as_json: bool, sides: Any,
+                        **shaping: Any) -> None:
+    """Compare PRIMARY with REPLICA (region/table or table ARN each): missing, different and extraneous items.
 
     Exit status 0 when the tables are equal (or --repair made them so), 1 while discrepancies remain,
     2 on bad input.
@@ -148,8 +152,8 @@ def diff_tables_command(primary: str, replica: str, source_endpoint: str | None,
     if repair and backfill:
         raise ReplicatorError("--repair and --backfill exclude each other: --backfill only copies, --repair compares and fixes")
     check_segments(segment, segments)
-    p = open_table(primary, source_endpoint, side="source")
-    r = open_table(replica, destination_endpoint, side="destination")
+    p = open_table(primary, source_endpoint, side="source", credentials=side(sides, "source"))
+    r = open_table(replica, destination_endpoint, side="destination", credentials=side(sides, "destination"))
     result = diff_tables(p, r, repair=repair, backfill=backfill, segment=segment, segments=segments, page_size=page_size,
                          version_attribute=version_attribute, shape=shape)
     click.echo(summary(result, p, r))
@@ -171,16 +175,18 @@ def record_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
         shape_options(),
         json_option,
         friendly_errors,
+        with_credentials("source", "destination"),
     ]):
         func = decorate(func)
     return func
 
 
-def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | None, destination_endpoint: str | None):  # noqa: ANN202
+def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | None, destination_endpoint: str | None,
+                   sides: Any):  # noqa: ANN202
     from replicator.tables.spec import open_table, parse_key
 
-    p = open_table(primary, source_endpoint, side="source")
-    r = open_table(replica, destination_endpoint, side="destination")
+    p = open_table(primary, source_endpoint, side="source", credentials=side(sides, "source"))
+    r = open_table(replica, destination_endpoint, side="destination", credentials=side(sides, "destination"))
     return p, r, parse_key(key, p)
 
 
@@ -189,7 +195,7 @@ def _record_tables(primary: str, replica: str, key: str, source_endpoint: str | 
 @record_arguments
 def diff_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
                         destination_endpoint: str | None, version_attribute: str | None, as_json: bool,
-                        **shaping: Any) -> None:
+                        sides: Any, **shaping: Any) -> None:
     """Compare one item, by KEY (plain JSON or DynamoDB JSON), in PRIMARY and REPLICA.
 
     Exit status 0 when both are alike (or both absent), 1 when they differ, 2 on bad input.
@@ -198,7 +204,7 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 
     log.configure()
     shape = shape_from(shaping)
-    p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
+    p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint, sides)
     result = diff_record(p, r, parsed, version_attribute, shape)
     payload = result.as_json()
     click.echo(f"{result.status}: {json.dumps(payload['key'], sort_keys=True)}")
@@ -215,14 +221,14 @@ def diff_record_command(primary: str, replica: str, key: str, source_endpoint: s
 @record_arguments
 def replicate_record_command(primary: str, replica: str, key: str, source_endpoint: str | None,
                              destination_endpoint: str | None, version_attribute: str | None, as_json: bool,
-                             **shaping: Any) -> None:
+                             sides: Any, **shaping: Any) -> None:
     """Copy one item, by KEY, from PRIMARY to REPLICA (or delete it there if PRIMARY has none; with the shape
     options, as the replica keeps it: projected, or deleted there when filtered out or expired)."""
     from replicator.tables.records import replicate_record
 
     log.configure()
     shape = shape_from(shaping)
-    p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint)
+    p, r, parsed = _record_tables(primary, replica, key, source_endpoint, destination_endpoint, sides)
     result = replicate_record(p, r, parsed, version_attribute, shape)
     click.echo(f"{result.action}: {json.dumps(result.as_json()['key'], sort_keys=True)} (was {result.before.status})")
     if as_json:
@@ -240,11 +246,12 @@ def replicate_record_command(primary: str, replica: str, key: str, source_endpoi
 @shape_options()
 @json_option
 @friendly_errors
+@with_credentials("source", "destination")
 def copy_table_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
                        segments: int | None, segment: int | None, read_units: float | None, write_units: float | None,
                        resume: bool, state_file: Path | None, page_size: int | None, in_flight: int,
-                       as_json: bool, **shaping: Any) -> None:
-    """Copy every item of SRC into DST (region/table each), with a parallel Scan and BatchWriteItem.
+                       as_json: bool, sides: Any, **shaping: Any) -> None:
+    """Copy every item of SRC into DST (region/table or table ARN each), with a parallel Scan and BatchWriteItem.
 
     Prints an estimate first, and warns when the copy would outlast a stream's 24-hour retention.
     Interrupted (crash, Ctrl-C), it continues with --resume, re-copying at most one page per segment.
@@ -256,8 +263,8 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
     shape = shape_from(shaping)
     check_segments(segment, segments)
     check_not_onto_itself(source, source_endpoint, destination, destination_endpoint)
-    src = open_table(source, source_endpoint, side="source")
-    dst = open_table(destination, destination_endpoint, side="destination")
+    src = open_table(source, source_endpoint, side="source", credentials=side(sides, "source"))
+    dst = open_table(destination, destination_endpoint, side="destination", credentials=side(sides, "destination"))
     check_same_keys(src, dst)
     shape.check_keys(src.key_names)
     for line in estimate(src, dst, write_units).lines():
@@ -287,9 +294,10 @@ def copy_table_command(source: str, destination: str, source_endpoint: str | Non
 @shape_options()
 @json_option
 @friendly_errors
+@with_credentials("source", "s3")
 def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_endpoint: str | None,
                          segments: int | None, segment: int | None, read_units: float | None, jobid: str | None,
-                         overwrite: bool, as_json: bool, **shaping: Any) -> None:
+                         overwrite: bool, as_json: bool, sides: Any, **shaping: Any) -> None:
     """Back TABLE (region/table) up to URL: s3://bucket/prefix, a directory, or file:///path.
 
     Each scan segment becomes URL/<jobid>/<segment> (gzip, a line {"Item": ...} of DynamoDB JSON per item,
@@ -304,11 +312,12 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
     check_segments(segment, segments)
     jobid = jobid or new_jobid()
     check_jobid(jobid)
-    src = open_table(table, source_endpoint, side="source")
+    src = open_table(table, source_endpoint, side="source", credentials=side(sides, "source"))
     click.echo(f"Backup job {jobid} of {src.spec} to {url}")
     try:
         result = backup_table(src, url, jobid=jobid, segments=segments, segment=segment, read_units=read_units,
-                              s3_endpoint=s3_endpoint, overwrite=overwrite, shape=shape)
+                              s3_endpoint=s3_endpoint, overwrite=overwrite, shape=shape,
+                              s3_credentials=side(sides, "s3"))
     except KeyboardInterrupt:
         click.echo(f"replicator: interrupted: backup {jobid} is incomplete (no manifest); run it again with "
                    "--overwrite", err=True)
@@ -335,9 +344,10 @@ def backup_table_command(table: str, url: str, source_endpoint: str | None, s3_e
 @click.option("--force", is_flag=True, help="Restore into a table that already holds items.")
 @json_option
 @friendly_errors
+@with_credentials("destination", "s3")
 def restore_table_command(url: str, table: str, destination_endpoint: str | None, s3_endpoint: str | None,
                           write_units: float | None, in_flight: int, resume: bool, state_file: Path | None,
-                          force: bool, as_json: bool) -> None:
+                          force: bool, as_json: bool, sides: Any) -> None:
     """Write the backup at URL/JOBID (backup-table's, a DynamoDB JSON full export's
     .../AWSDynamoDB/<export id>, or a mapbox dynamodb-replicator backup-table's prefix/<jobid>) into TABLE
     (region/table).
@@ -350,10 +360,10 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
     from replicator.tables.spec import open_table
 
     log.configure()
-    dst = open_table(table, destination_endpoint, side="destination")
+    dst = open_table(table, destination_endpoint, side="destination", credentials=side(sides, "destination"))
     with _resumable("the restore"):
         result = restore_table(url, dst, s3_endpoint=s3_endpoint, write_units=write_units, max_in_flight=in_flight,
-                               resume=resume, force=force, state_path=state_file)
+                               resume=resume, force=force, state_path=state_file, s3_credentials=side(sides, "s3"))
     click.echo(f"Restored {result.restored} items from {result.url} ({result.kind}) into {dst.spec} in "
                f"{result.seconds:.1f} s ({result.items_per_s:,.0f} items/s, segments {len(result.segments_run)} of "
                f"{result.segments})")
@@ -394,13 +404,14 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
 @shape_options(ttl=True)
 @json_option
 @friendly_errors
+@with_credentials("source", "destination", "kcl", "cloudwatch")
 def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
                       load: str, segment: int | None, segments: int | None, read_units: float | None,
                       write_units: float | None, page_size: int | None, resume: bool, state_file: Path | None,
                       export_bucket: str | None, export: str | None, s3_endpoint: str | None,
                       task_name: str | None, write_properties: Path | None, kcl_properties: tuple[str, ...],
                       daemon_log: Path | None, start_timeout: float, check_timeout: float, exit_after_check: bool,
-                      version_attribute: str, as_json: bool, **shaping: Any) -> None:
+                      version_attribute: str, as_json: bool, sides: Any, **shaping: Any) -> None:
     """Start replicating SRC to DST under live writes: start the path, load the table while it runs, check.
 
     The path (fenced by --version-attribute) starts at LATEST; once it runs on every shard, the table is
@@ -446,9 +457,10 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         check_writable(daemon_log, "--daemon-log", create_dirs=True)
     launcher.find_java()
     launcher.classpath()
-    src = open_table(source, source_endpoint, side="source")
-    dst = open_table(destination, destination_endpoint, side="destination")
-    path = bs.replication_path(src, dst, task_name, version_attribute, settings, shape)
+    src = open_table(source, source_endpoint, side="source", credentials=side(sides, "source"))
+    dst = open_table(destination, destination_endpoint, side="destination", credentials=side(sides, "destination"))
+    path = bs.replication_path(src, dst, task_name, version_attribute, {**settings, **bs.credential_settings(sides)},
+                               shape)
     joining = segment is not None and bs.lease_table_exists(path)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     if write_properties is None and not joining:

@@ -8,6 +8,10 @@ connector's camelCase option names, beside the standard KCL keys the launcher an
 A Kinesis path's lease table is named like a table path's, with a prefix of its own
 (``KINESIS_TASK_NAME_PREFIX``) and the stream in place of the source table, so the two never share one.
 
+Each side's credentials are settings of the path too (``sourceRoleArn``, ``destinationRoleArn``, ``kclRoleArn``,
+``cloudWatchRoleArn``, their external ids, ``sourceProfile``/``destinationProfile``; ``replicator.credentials``
+says what they mean), and a table given by its ARN supplies its region (``replicator.arns``).
+
 A path onto itself is invalid (``changes.self_path``, the rule the Lambda and the tools share), and so is
 a ``--kcl-property`` of a key this module writes itself: the file must say what the checks saw. A command
 writes the file only after every check passed (``files.check_writable`` first), so a refused one leaves the
@@ -19,11 +23,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jproperties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from replicator import credentials
+from replicator.arns import region_for
 from replicator.changes.formats import CDC_VERSION_ATTRIBUTE
 from replicator.changes.self_path import locate, onto_itself
 from replicator.changes.shape import ReplicaShape
@@ -66,7 +72,20 @@ PATH_KEYS = {
     "excludeAttributes": "exclude_attributes",
     "filter": "filter",
     "ttlDeletes": "ttl_deletes",
+    # Credentials per side (``replicator.credentials``): settings only, never keys or tokens.
+    "sourceRoleArn": "source_role_arn",
+    "sourceExternalId": "source_external_id",
+    "sourceProfile": "source_profile",
+    "destinationRoleArn": "destination_role_arn",
+    "destinationExternalId": "destination_external_id",
+    "destinationProfile": "destination_profile",
+    "kclRoleArn": "kcl_role_arn",
+    "kclExternalId": "kcl_external_id",
+    "cloudWatchRoleArn": "cloudwatch_role_arn",
+    "cloudWatchExternalId": "cloudwatch_external_id",
 }
+CREDENTIAL_FIELDS = tuple(field for field in PATH_KEYS.values() if field.endswith(("_role_arn", "_external_id",
+                                                                                    "_profile")))
 
 
 SETTING_NAMES = {field: camel if camel == field else f"{camel} ({field.replace('_', '-')})"
@@ -135,10 +154,39 @@ class ReplicationPath(BaseModel):
     """The replica's shape (``changes.shape``): projection, item filter, TTL expiries; as given, checked by
     the shape's own rules, and read as one :attr:`shape`."""
 
+    source_role_arn: str | None = None
+    source_external_id: str | None = None
+    source_profile: str | None = None
+    destination_role_arn: str | None = None
+    destination_external_id: str | None = None
+    destination_profile: str | None = None
+    kcl_role_arn: str | None = None
+    """The lease table's role (default: the source's credentials, as its region defaults to the source's)."""
+    kcl_external_id: str | None = None
+    cloudwatch_role_arn: str | None = None
+    """The metrics' role (default: the source's credentials)."""
+    cloudwatch_external_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _regions_from_arns(cls, values: Any) -> Any:
+        """A table given as an ARN says its region (``arns``); a disagreeing region setting is refused."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for side in ("source", "destination"):
+            table = values.get(f"{side}_table")
+            if isinstance(table, str):
+                region = region_for(table, values.get(f"{side}_region") or None, f"{side}Table ({side}-table)",
+                                    f"{side}Region ({side}-region)")
+                if region is not None:
+                    values[f"{side}_region"] = region
+        return values
+
     @field_validator(
         "source_endpoint", "source_streams_endpoint", "destination_endpoint", "kcl_endpoint", "task_name",
         "version_attribute", "cloudwatch_endpoint", "include_attributes", "exclude_attributes", "filter",
-        "ttl_deletes",
+        "ttl_deletes", *CREDENTIAL_FIELDS,
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -165,6 +213,7 @@ class ReplicationPath(BaseModel):
             if self.version_attribute and self.source_format != "dynamodb-cdc":
                 raise ValueError(f"versionAttribute (version-attribute) cannot fence {self.source_format} records "
                                  "(they carry no version of the item): drop it")
+        self.check_credentials()
         if (self.initial_position == "AT_TIMESTAMP") != (self.initial_timestamp is not None):
             raise ValueError("initialTimestamp (initial-timestamp) goes with initialPosition AT_TIMESTAMP, and only "
                              "with it: give both, e.g. --initial-position AT_TIMESTAMP --initial-timestamp 2026-11-30T10:00:00Z")
@@ -225,6 +274,36 @@ class ReplicationPath(BaseModel):
         if self.task_name:
             return TASK_NAME_PREFIX + self.task_name
         return task_name(self.source_region, self.source_table, self.destination_region, self.destination_table)
+
+    @property
+    def source_credentials(self) -> credentials.Credentials:
+        return credentials.of(self.__dict__, "source")
+
+    @property
+    def destination_credentials(self) -> credentials.Credentials:
+        return credentials.of(self.__dict__, "destination")
+
+    @property
+    def lease_credentials(self) -> credentials.Credentials:
+        """The kcl side's role (from the source's profile, if any), else the source's credentials."""
+        own = credentials.of(self.__dict__, "kcl")
+        if own.is_default:
+            return self.source_credentials
+        return credentials.Credentials(own.role_arn, own.external_id, self.source_profile)
+
+    @property
+    def cloudwatch_credentials(self) -> credentials.Credentials:
+        own = credentials.of(self.__dict__, "cloudwatch")
+        if own.is_default:
+            return self.source_credentials
+        return credentials.Credentials(own.role_arn, own.external_id, self.source_profile)
+
+    def check_credentials(self) -> None:
+        """Each side's settings are well formed (one line naming the option), before any request."""
+        for side, found in (("source", self.source_credentials), ("destination", self.destination_credentials),
+                            ("kcl", credentials.of(self.__dict__, "kcl")),
+                            ("cloudwatch", credentials.of(self.__dict__, "cloudwatch"))):
+            credentials.check(found, side)
 
     @property
     def lease_region(self) -> str:

@@ -93,9 +93,11 @@ def exec_daemon(argv: list[str], env: dict[str, str]) -> None:
     os.execve(argv[0], argv, env)
 
 
-def spawn_daemon(properties: Path, output: IO[bytes] | None = None, *, options: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+def spawn_daemon(properties: Path, output: IO[bytes] | None = None, *, options: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`replicator run --properties FILE` (or, with ``options``, `replicator run OPTIONS`) as a child in its
-    own session, so that it can be stopped as a process group (used by bootstrap, the demo and the tests)."""
+    own session, so that it can be stopped as a process group (used by bootstrap, the demo and the tests);
+    ``env`` is added to this process's."""
     replicator = Path(sys.executable).parent / "replicator"
     args = list(options) if options else ["--properties", str(properties)]
     return subprocess.Popen(
@@ -103,7 +105,7 @@ def spawn_daemon(properties: Path, output: IO[bytes] | None = None, *, options: 
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
         start_new_session=True,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
 
 

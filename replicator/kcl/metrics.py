@@ -356,7 +356,7 @@ def for_path(path: ReplicationPath, stream_arn: str | None) -> ProcessorMetrics:
     pending = PendingCounter(lambda: source_stream(path, stream_arn), path.initial_position)
     return MetricsPublisher(
         dimensions(path),
-        lambda: clients.cloudwatch(path.source_region, path.cloudwatch_endpoint),
+        lambda: clients.cloudwatch(path.source_region, path.cloudwatch_endpoint, credentials=path.cloudwatch_credentials),
         interval_s=path.metrics_interval_seconds,
         pending=pending,
     )

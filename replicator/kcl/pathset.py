@@ -58,12 +58,14 @@ class CheckedPath:
 
 def environment(properties: Path, path: ReplicationPath) -> dict[str, str]:
     """Check the path's tables (or stream) as a single `run` does, and return its processors' environment."""
-    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
+    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source",
+                                     credentials=path.source_credentials)
     destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
-                                          side="destination")
+                                          side="destination", credentials=path.destination_credentials)
     env = {PROPERTIES_ENV: str(absolute(properties))}
     if path.is_kinesis:
-        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source")
+        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source",
+                                         credentials=path.source_credentials)
         stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
         env[KEY_SCHEMA_ENV] = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
     else:

@@ -82,7 +82,7 @@ class ReplicationProcessor(kcl_processor.RecordProcessorBase):
         started = time.monotonic()
         try:
             result = self._applier.apply([SourceRecord(r.binary_data, r.sequence_number) for r in records])
-        except (NonRetryableWriteError, RecordFormatError) as exc:
+        except (NonRetryableWriteError, RecordFormatError, ReplicatorError) as exc:  # a refused role is the last
             self._fail("batch_not_applied", exc)
             return
         except Exception as exc:  # noqa: BLE001 - anything unexpected must also stop before a checkpoint
@@ -181,14 +181,16 @@ def build_processor(path: ReplicationPath, stream_arn: str | None = None,
                     env: Mapping[str, str] | None = None) -> ReplicationProcessor:
     env = os.environ if env is None else env
     client = clients.dynamodb(
-        path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False
+        path.destination_region, path.destination_endpoint, pool=path.write_concurrency * 2, validate=False,
+        credentials=path.destination_credentials,
     )
     fence = versioning(path, stream_arn)
     decoder = record_format(path, env)
     reader = None
     if decoder.read_through:
         assert path.source_table is not None
-        reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False), path.source_table)
+        reader = SourceReader(clients.dynamodb(path.source_region, path.source_endpoint, validate=False,
+                                                   credentials=path.source_credentials), path.source_table)
     metrics = for_path(path, stream_arn)
     bucket = None  # joined last, so that no failure to start leaves this processor counted in its file
     if path.max_writes_per_second is not None:

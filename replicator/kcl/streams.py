@@ -88,9 +88,11 @@ class KinesisStream:
 def source_stream(path: ReplicationPath, stream_arn: str | None = None) -> SourceStream:
     """The path's source stream (its clients made now: call it on the thread that will use it)."""
     if path.source_kinesis_stream is not None:
-        return KinesisStream(clients.kinesis(path.source_region, path.source_endpoint, side="source"),
+        return KinesisStream(clients.kinesis(path.source_region, path.source_endpoint, side="source",
+                                             credentials=path.source_credentials),
                              path.source_kinesis_stream, path.initial_timestamp)
     assert path.source_table is not None
     side = "source-streams" if path.source_streams_endpoint else "source"
-    streams = clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint, side=side)
+    streams = clients.streams(path.source_region, path.source_streams_endpoint or path.source_endpoint, side=side,
+                              credentials=path.source_credentials)
     return DynamoDBStream(streams, stream_arn, path.source_table)

@@ -3,14 +3,22 @@
 Each problem is one line naming the variable and the fix, logged once and raised on every invocation
 until the configuration is fixed (a new deployment is a new cold start). A source table that is the
 destination (``changes.self_path``: same region, table and endpoint) is such a problem: the function would
-write its changes back into its source."""
+write its changes back into its source.
+
+The replica may be in another account: ``REPLICATOR_DESTINATION_ROLE_ARN`` (with
+``REPLICATOR_DESTINATION_EXTERNAL_ID``) is assumed for its writes (``replicator.credentials``, as the daemon's
+destinationRoleArn), or ``REPLICATOR_DESTINATION_TABLE`` is its ARN, shared by a resource-based policy; an ARN
+says its region, and a disagreeing ``REPLICATOR_DESTINATION_REGION`` is refused. keys-only records are read
+through with ``REPLICATOR_SOURCE_ROLE_ARN`` likewise."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from replicator import credentials
+from replicator.arns import region_for
 from replicator.changes.formats import FORMAT_NAMES
 from replicator.clients import is_endpoint_url
 from replicator.changes.self_path import locate, onto_itself
@@ -22,6 +30,12 @@ PREFIX = "REPLICATOR_"
 
 class ConfigError(ReplicatorError):
     """An environment variable is missing or wrong."""
+
+
+def side_label(n: Callable[[str], str], side: str) -> str:
+    """How messages name a side's credential settings: REPLICATOR_DESTINATION (its variables), or
+    --destination (lambda-local's options)."""
+    return n(f"{side}_ROLE_ARN").removesuffix("_ROLE_ARN").removesuffix("-role-arn")
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,11 @@ class FunctionConfig:
     shape: ReplicaShape = field(default=KEEP_ALL)
     """What the replica keeps (``changes.shape``): REPLICATOR_INCLUDE_ATTRIBUTES, _EXCLUDE_ATTRIBUTES, _FILTER
     and _TTL_DELETES."""
+    destination_credentials: credentials.Credentials = credentials.DEFAULT
+    source_credentials: credentials.Credentials = credentials.DEFAULT
+    destination_side: str = "REPLICATOR_DESTINATION"
+    """How messages name the destination's settings (``side_label``)."""
+    source_side: str = "REPLICATOR_SOURCE"
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None,
@@ -60,7 +79,21 @@ class FunctionConfig:
         if not 3 <= len(table) <= 255:
             raise ConfigError(f"{n('DESTINATION_TABLE')} {table!r} is not a table name (3 to 255 characters)")
         function_region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
-        region = get("DESTINATION_REGION") or function_region
+        try:
+            region = region_for(table, get("DESTINATION_REGION"), n("DESTINATION_TABLE"),
+                                n("DESTINATION_REGION")) or function_region
+            source_region_given = region_for(get("SOURCE_TABLE") or "", get("SOURCE_REGION"), n("SOURCE_TABLE"),
+                                             n("SOURCE_REGION"))
+        except ReplicatorError as exc:
+            raise ConfigError(str(exc)) from None
+        sides = {}
+        for side in ("DESTINATION", "SOURCE"):
+            found = credentials.Credentials(get(f"{side}_ROLE_ARN"), get(f"{side}_EXTERNAL_ID"))
+            try:
+                credentials.check(found, side_label(n, side))
+            except ReplicatorError as exc:
+                raise ConfigError(str(exc)) from None
+            sides[side] = found
         if region is None:
             raise ConfigError(f"{n('DESTINATION_REGION')} is not set, nor is AWS_REGION: set the replica's region")
         for name in ("DESTINATION_ENDPOINT", "SOURCE_ENDPOINT"):
@@ -85,7 +118,7 @@ class FunctionConfig:
                 f"{n('VERSION_ATTRIBUTE')} cannot fence {source_format} records (they carry no version of the "
                 "item): remove it"
             )
-        source_region = get("SOURCE_REGION") or function_region or region
+        source_region = source_region_given or function_region or region
         if source_table is not None:
             problem = onto_itself(locate(source_region, source_table, get("SOURCE_ENDPOINT")),
                                   locate(region, table, get("DESTINATION_ENDPOINT")))
@@ -110,4 +143,8 @@ class FunctionConfig:
             source_endpoint=get("SOURCE_ENDPOINT"),
             version_attribute=version,
             shape=shape,
+            destination_credentials=sides["DESTINATION"],
+            source_credentials=sides["SOURCE"],
+            destination_side=side_label(n, "DESTINATION"),
+            source_side=side_label(n, "SOURCE"),
         )

@@ -92,7 +92,8 @@ class Function:
     def __init__(self, config: FunctionConfig) -> None:
         self.config = config
         self._destination = clients.dynamodb(config.destination_region, config.destination_endpoint,
-                                             pool=WRITE_CONCURRENCY * 2, validate=False, read_timeout_s=10)
+                                             pool=WRITE_CONCURRENCY * 2, validate=False, read_timeout_s=10,
+                                             side=config.destination_side, credentials=config.destination_credentials)
         self._writers: dict[Versioning | None, TableWriter] = {}
         self._readers: dict[tuple[str, str], SourceReader] = {}
         self._schema: KeySchema | None = None
@@ -185,7 +186,8 @@ class Function:
 
     def _reader(self, region: str, table: str) -> SourceReader:
         if (region, table) not in self._readers:
-            client = clients.dynamodb(region, self.config.source_endpoint, pool=8, validate=False, read_timeout_s=10)
+            client = clients.dynamodb(region, self.config.source_endpoint, pool=8, validate=False, read_timeout_s=10,
+                                      side=self.config.source_side, credentials=self.config.source_credentials)
             self._readers[(region, table)] = SourceReader(client, table)
         return self._readers[(region, table)]
 
@@ -276,6 +278,8 @@ def _report(batch: Batch, partial: PartialResult, started: float) -> None:
         _log.error("destination_refused", failed_record=failed, error=str(failure))
     elif isinstance(failure, DeadlinePassed):
         _log.error("destination_unavailable", failed_record=failed, error=str(failure))
+    elif isinstance(failure, ReplicatorError):  # e.g. a role that cannot be assumed: its line names it
+        _log.error("batch_not_applied", failed_record=failed, error=str(failure))
     else:
         _log.error("batch_failed_unexpectedly", failed_record=failed, error=str(failure),
                    error_type=type(failure).__name__, exc_info=failure)

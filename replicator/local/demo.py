@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from replicator.local.sandbox import Sandbox
+from replicator.local.sandbox import DESTINATION_ACCOUNT, SOURCE_ACCOUNT, Sandbox
 from replicator.local.workload import FIRST_REPLICATION_TIMEOUT_S, LagProbe, MixedWorkload, percentile
 
 
@@ -23,20 +23,27 @@ def _say(message: str) -> None:
     click.echo(message)
 
 
-def run_demo(operations: int, keys: int, rate: int, keep: bool = False, as_lambda: bool = False) -> int:
-    """``as_lambda`` runs the Lambda handler under `replicator lambda-local` in place of the daemon."""
+def run_demo(operations: int, keys: int, rate: int, keep: bool = False, as_lambda: bool = False,
+             cross_account: bool = False) -> int:
+    """``as_lambda`` runs the Lambda handler under `replicator lambda-local` in place of the daemon;
+    ``cross_account`` puts the replica in another account, reached through a role (``Sandbox``)."""
     workdir = Path(tempfile.mkdtemp(prefix="replicator-demo-"))
     started = time.monotonic()
     _say(f"Logs and properties in {workdir} (removed at the end unless the demo fails)")
-    sandbox = Sandbox(workdir)
+    sandbox = Sandbox(workdir, cross_account=cross_account)
     succeeded = False
     try:
         sandbox.start()
         _say(f"Local server {sandbox.source_server.endpoint}: source us-east-1/{sandbox.source_table}, "
              f"destination eu-west-1/{sandbox.destination_table}")
+        if cross_account:
+            _say(f"Source and lease table in account {SOURCE_ACCOUNT}; the replica in account {DESTINATION_ACCOUNT}, "
+                 f"written through the role {sandbox.path.destination_role_arn} (external id)")
         if as_lambda:
             _say("Replicating with the Lambda handler under `replicator lambda-local` (no daemon, no lease table)")
-            daemon = sandbox.start_lambda_local()
+            role = (["--destination-role-arn", str(sandbox.path.destination_role_arn), "--destination-external-id",
+                     str(sandbox.path.destination_external_id)] if cross_account else [])
+            daemon = sandbox.start_lambda_local(*role)
         else:
             _say(f"Lease table (taskName): {sandbox.path.application_name}")
             daemon = sandbox.start_daemon()

@@ -27,8 +27,20 @@ from replicator.kcl.launcher import spawn_daemon, stop_daemon
 from replicator.local.server import LocalServer, use_local_credentials
 from replicator.local.workload import create_table
 
+def boto3_session(env: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=env.get("AWS_SESSION_TOKEN"))
+
+
 SOURCE_REGION = "us-east-1"
 DESTINATION_REGION = "eu-west-1"
+SOURCE_ACCOUNT = "111111111111"
+DESTINATION_ACCOUNT = "222222222222"
+DESTINATION_ROLE = "replicator-writer"
+DESTINATION_EXTERNAL_ID = "replicator-sandbox"
 
 # KCL 3's defaults suit a fleet that runs for months (worker metrics every 30 s, lease assignment every
 # 20 s); a local trial shortens them so that a new worker starts within seconds (README, "Start-up").
@@ -57,6 +69,10 @@ class Sandbox:
     kinesis_shards: int = 2
     source_stream_view: str = "NEW_AND_OLD_IMAGES"
     """The source table's StreamViewType: KEYS_ONLY or OLD_IMAGE make the path read its items through."""
+    cross_account: bool = False
+    """Source (and lease table) in account SOURCE_ACCOUNT, replica in DESTINATION_ACCOUNT, reached through
+    the role DESTINATION_ROLE there (``local.accounts``): the daemon runs with the source account's
+    credentials and the path's destinationRoleArn."""
 
     def __post_init__(self) -> None:
         use_local_credentials()
@@ -67,6 +83,8 @@ class Sandbox:
             if self.separate_destination else self.source_server
         )
         self.daemons: list[subprocess.Popen[bytes]] = []
+        self.env: dict[str, str] = {}
+        """Added to the daemon's environment: the source account's credentials, in a cross-account sandbox."""
 
     @property
     def servers(self) -> list[LocalServer]:
@@ -79,6 +97,8 @@ class Sandbox:
             server.start()
         self.source = self.source_server.client(SOURCE_REGION)
         self.destination = self.destination_server.client(DESTINATION_REGION)
+        if self.cross_account:
+            self._in_accounts()
         create_table(self.source, self.source_table, self.source_stream_view)
         create_table(self.destination, self.destination_table, None)
         source: dict[str, Any] = {"source_table": self.source_table}
@@ -95,11 +115,42 @@ class Sandbox:
             destination_region=DESTINATION_REGION,
             destination_table=self.destination_table,
             destination_endpoint=self.destination_server.endpoint,
+            **self._role_settings(),
             **self._settings(),
         )
         self.properties = self.workdir / "path.properties"
         self.path.write_properties(self.properties, extra=LOCAL_KCL_SETTINGS)
         return self
+
+    def _in_accounts(self) -> None:
+        """The source's clients with the source account's credentials, the destination's through the role."""
+        from replicator.local import accounts
+
+        self.env = accounts.account_credentials(self.source_server.endpoint, SOURCE_ACCOUNT)
+        self.role_arn = accounts.create_role(self.destination_server.endpoint, DESTINATION_ACCOUNT, DESTINATION_ROLE,
+                                             SOURCE_ACCOUNT, external_id=DESTINATION_EXTERNAL_ID)
+        self.source = self.client_with(self.env, self.source_server.endpoint, SOURCE_REGION)
+        base = boto3_session(self.env)
+        sts = base.client("sts", region_name=DESTINATION_REGION, endpoint_url=self.destination_server.endpoint)
+        issued = sts.assume_role(RoleArn=self.role_arn, RoleSessionName="sandbox",
+                                 ExternalId=DESTINATION_EXTERNAL_ID)["Credentials"]
+        self.destination_env = {"AWS_ACCESS_KEY_ID": issued["AccessKeyId"],
+                                "AWS_SECRET_ACCESS_KEY": issued["SecretAccessKey"],
+                                "AWS_SESSION_TOKEN": issued["SessionToken"]}
+        self.destination = self.client_with(self.destination_env, self.destination_server.endpoint, DESTINATION_REGION)
+
+    @staticmethod
+    def client_with(env: dict[str, str], endpoint: str, region: str, service: str = "dynamodb") -> Any:
+        """A client of the local server with the credentials in ``env`` (as the variables name them)."""
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=32)
+        return boto3_session(env).client(service, region_name=region, endpoint_url=endpoint, config=config)
+
+    def _role_settings(self) -> dict[str, Any]:
+        if not self.cross_account:
+            return {}
+        return {"destination_role_arn": self.role_arn, "destination_external_id": DESTINATION_EXTERNAL_ID}
 
     def _settings(self) -> dict[str, Any]:
         """The local trial's defaults under the given path_settings. Metrics are off unless asked for, and
@@ -113,7 +164,7 @@ class Sandbox:
     def start_daemon(self, properties: Path | None = None) -> subprocess.Popen[bytes]:
         """A worker of the path, from the sandbox's properties file or from another one (same taskName)."""
         out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
-        proc = spawn_daemon(properties or self.properties, out)
+        proc = spawn_daemon(properties or self.properties, out, env=self.env)
         self.daemons.append(proc)
         return proc
 
@@ -121,7 +172,7 @@ class Sandbox:
         """The Lambda handler on the source's stream under `replicator lambda-local`, in place of a daemon
         (stopped, watched and logged as one)."""
         out = open(self.workdir / f"daemon-{len(self.daemons)}.log", "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")} | self.env
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "replicator"), "lambda-local",
              "--source-table", self.source_table, "--source-region", SOURCE_REGION,

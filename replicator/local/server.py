@@ -41,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from replicator.changes.codec import decode_item
 from replicator.errors import ReplicatorError
+from replicator.local import accounts
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -144,6 +145,7 @@ def build_app() -> WSGIApp:
     from replicator.local import exports
 
     exports.install()  # DynamoDB's export layout, as of the request; ListExports and ListImports answered
+    accounts.install()  # STS refuses what AWS's refuses (local.accounts)
     return SerialisedRequests(DomainDispatcherApplication(create_backend_app))
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from replicator.credentials import DEFAULT, Credentials
 from replicator import log
 from replicator.changes.codec import Item, encode_item
 from replicator.errors import ReplicatorError
@@ -141,6 +142,7 @@ def backup_table(
     segment: int | None = None,
     read_units: float | None = None,
     s3_endpoint: str | None = None,
+    s3_credentials: Credentials = DEFAULT,
     overwrite: bool = False,
     page_size: int | None = None,
     consistent: bool = True,
@@ -154,7 +156,7 @@ def backup_table(
     now_s = time.time()
     jobid = jobid or new_jobid()
     check_jobid(jobid)
-    store = open_store(url, region=source.spec.region, s3_endpoint=s3_endpoint)
+    store = open_store(url, region=source.spec.region, s3_endpoint=s3_endpoint, s3_credentials=s3_credentials)
     store.check(create=True)
     total = segments or default_segments(source)
     mine = [segment] if segment is not None else list(range(total))

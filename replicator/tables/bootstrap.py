@@ -45,6 +45,7 @@ from replicator.changes.codec import Change
 from replicator.changes.versions import TOMBSTONE_SUFFIX
 from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
+from replicator.credentials import Credentials
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
@@ -68,6 +69,17 @@ BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRe
                      "filter": "--filter", "ttlDeletes": "--ttl-deletes"}
 """The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
 KCL_PATH_KEYS = tuple(key for key in PATH_KEYS if key not in BOOTSTRAP_OPTIONS)
+
+
+def credential_settings(sides: dict[str, Credentials]) -> dict[str, str]:
+    """The path settings (by field name) of each side's credentials, as `replicator run` takes them."""
+    found: dict[str, str] = {}
+    for name, creds in sides.items():
+        for what in ("role_arn", "external_id", "profile"):
+            value = getattr(creds, what)
+            if value is not None:
+                found[f"{name}_{what}"] = value
+    return found
 
 
 def replication_path(source: Table, destination: Table, task_name: str | None = None,
@@ -139,7 +151,7 @@ def check_point_in_time_recovery(source: Table) -> None:
 def open_shards(source: Table) -> set[str]:
     """The shards of the source's stream that are still open: the path must have started on each."""
     arn = source.description.get("LatestStreamArn")
-    streams = clients.streams(source.spec.region, source.endpoint)
+    streams = clients.streams(source.spec.region, source.endpoint, side="source", credentials=source.credentials)
     shards: set[str] = set()
     start: str | None = None
     while True:
@@ -250,7 +262,8 @@ def as_json(load: dict[str, Any], started: Started, check: DiffResult | None, st
 
 
 def lease_table_exists(path: ReplicationPath) -> bool:
-    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl",
+                              credentials=path.lease_credentials)
     try:
         leases.describe_table(TableName=path.application_name)
         return True
@@ -263,7 +276,8 @@ def lease_table_exists(path: ReplicationPath) -> bool:
 def wait_for_owned_leases(path: ReplicationPath, shards: set[str], timeout_s: float, poll_s: float = 2.0) -> float:
     """For a machine joining a bootstrap with ``--segment``: wait until the path another machine started
     holds a lease, with an owner, on each of ``shards``; the epoch time at which it did."""
-    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3)
+    leases = clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl",
+                              credentials=path.lease_credentials)
     deadline = time.monotonic() + timeout_s
     while True:
         owned: set[str] = set()

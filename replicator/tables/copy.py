@@ -275,7 +275,8 @@ def check_state_path(path: Path, resume: bool) -> None:
 
 
 def default_state_path(source: Table, destination: Table, segment: int | None) -> Path:
-    name = f".copy-table.{source.spec.region}.{source.name}.{destination.spec.region}.{destination.name}"
+    name = (f".copy-table.{source.spec.region}.{source.spec.file_name}.{destination.spec.region}."
+            f"{destination.spec.file_name}")
     return Path(name + (f".segment-{segment}" if segment is not None else "") + ".json")
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replicator.credentials import DEFAULT, Credentials
 from replicator import log
 from replicator.changes.codec import Change, Item, RecordFormatError, decode_item
 from replicator.changes.shape import KEEP_ALL, ReplicaShape
@@ -109,7 +110,7 @@ class RestoreState(CopyState):
 
 
 def default_state_path(name: str, destination: Table) -> Path:
-    return Path(f".restore-table.{name}.{destination.spec.region}.{destination.name}.json")
+    return Path(f".restore-table.{name}.{destination.spec.region}.{destination.spec.file_name}.json")
 
 
 # --- finding and checking a backup ---------------------------------------------------------------
@@ -411,6 +412,7 @@ def restore_table(
     destination: Table,
     *,
     s3_endpoint: str | None = None,
+    s3_credentials: Credentials = DEFAULT,
     write_units: float | None = None,
     max_in_flight: int = 8,
     resume: bool = False,
@@ -427,7 +429,8 @@ def restore_table(
     module docstring. ``readers`` is how many segments are read at once; ``put_request`` makes each write
     one conditional PutItem (bootstrap's load of an export, ``tables.load``), the refused ones counted as
     ``present``. ``shape`` leaves out or trims items as a path with the same options would."""
-    store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint)
+    store, name = open_job(url, region=destination.spec.region, s3_endpoint=s3_endpoint,
+                           s3_credentials=s3_credentials)
     store.check()
     backup = find_backup(store, name)
     check_files(store, backup)

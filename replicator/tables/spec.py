@@ -1,7 +1,10 @@
 """What the table tools share: `region/table` specs, their clients and descriptions, and primary keys.
 
-A table is named ``region/table`` (``us-east-1/orders``) and reached at an optional endpoint (DynamoDB
-Local, or any DynamoDB-compatible endpoint). A key is given as plain JSON (``{"id": "abc", "n": 3}``,
+A table is named ``region/table`` (``us-east-1/orders``) or by its ARN
+(``arn:aws:dynamodb:eu-west-1:222222222222:table/orders``, which DynamoDB takes as a table name: a table
+another account shares by a resource-based policy, or one reached through a role), and reached at an optional
+endpoint (the local server, or any DynamoDB-compatible endpoint) with its side's credentials (a role, a
+profile, or the default chain: ``replicator.credentials``). A key is given as plain JSON (``{"id": "abc", "n": 3}``,
 binary as base64 text) or as DynamoDB JSON (``{"id": {"S": "abc"}, "n": {"N": "3"}}``) and is checked
 against the table's key schema before any request is made. A tool that writes SRC's items into DST
 refuses the two when they are one table (``check_not_onto_itself``, the rule every path shares).
@@ -23,6 +26,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from replicator import clients
+from replicator.arns import looks_like_arn, parse_table_arn
+from replicator.credentials import DEFAULT, Credentials
 from replicator.kcl import checks
 from replicator.changes.codec import Item, encode_item, key_id
 from replicator.changes.self_path import locate, onto_itself
@@ -37,27 +42,44 @@ SCALAR_KEY_TYPES = ("S", "N", "B")
 class TableSpec:
     region: str
     table: str
+    """The table's name (without the ARN's region and account)."""
+    arn: str | None = None
+    """The ARN it was given by, if so: what the requests name it by."""
+
+    @property
+    def request_name(self) -> str:
+        return self.arn or self.table
+
+    @property
+    def file_name(self) -> str:
+        """The table in a state file's name: a name, with the ARN's account if given (no slashes)."""
+        return f"{self.arn.split(':')[4]}.{self.table}" if self.arn else self.table
 
     def __str__(self) -> str:
-        return f"{self.region}/{self.table}"
+        return self.arn or f"{self.region}/{self.table}"
 
 
 def check_not_onto_itself(source: str, source_endpoint: str | None, destination: str,
                           destination_endpoint: str | None) -> None:
     """SRC and DST (``region/table``) are not one table at one endpoint (``changes.self_path``)."""
     src, dst = parse_spec(source), parse_spec(destination)
-    problem = onto_itself(locate(src.region, src.table, source_endpoint),
-                          locate(dst.region, dst.table, destination_endpoint))
+    problem = onto_itself(locate(src.region, src.request_name, source_endpoint),
+                          locate(dst.region, dst.request_name, destination_endpoint))
     if problem:
         raise ReplicatorError(f"SRC {src} and DST {dst}: {problem}")
 
 
 def parse_spec(text: str) -> TableSpec:
+    arn = parse_table_arn(text)
+    if arn is not None:
+        return TableSpec(arn.region, arn.name, arn.arn)
     match = _SPEC.match(text.strip())
     if not match:
+        what = "a table ARN" if looks_like_arn(text) else "region/table"
         raise ReplicatorError(
-            f"{text!r} is not region/table: write the table as e.g. us-east-1/orders "
-            "(a region, a slash, a table name of 3-255 letters, digits, '_', '-' or '.')"
+            f"{text!r} is not {what}: write the table as e.g. us-east-1/orders "
+            "(a region, a slash, a table name of 3-255 letters, digits, '_', '-' or '.') or by its ARN, "
+            "arn:aws:dynamodb:us-east-1:222222222222:table/orders"
         )
     return TableSpec(match["region"], match["table"])
 
@@ -70,10 +92,12 @@ class Table:
     client: Any
     endpoint: str | None
     description: dict[str, Any] = field(repr=False)
+    credentials: Credentials = DEFAULT
 
     @property
     def name(self) -> str:
-        return self.spec.table
+        """What requests name the table by: its ARN if it was given one, else its name."""
+        return self.spec.request_name
 
     @property
     def key_schema(self) -> list[tuple[str, str]]:
@@ -114,20 +138,22 @@ def describe(client: Any, spec: TableSpec, endpoint: str | None) -> dict[str, An
     where = f" at {endpoint}" if endpoint else ""
     return checks.describe(
         client,
-        spec.table,
+        spec.request_name,
         f"table {spec}{where}",
         "check the table name and region, and the endpoint option",
         "check the endpoint option and the network",
     )
 
 
-def open_table(text: str, endpoint: str | None, *, pool: int = 32, side: str | None = None) -> Table:
-    """Parse ``region/table``, make its client and describe it; every problem is a ReplicatorError.
-    ``side`` names the endpoint's option in a message (``"source"``: --source-endpoint)."""
+def open_table(text: str, endpoint: str | None, *, pool: int = 32, side: str | None = None,
+               credentials: Credentials = DEFAULT) -> Table:
+    """Parse ``region/table`` or a table ARN, make its client and describe it; every problem is a
+    ReplicatorError. ``side`` names the endpoint's option in a message (``"source"``: --source-endpoint)."""
     spec = parse_spec(text)
     # The tools read with a few standard retries; writes go through TableWriter, which retries without end.
-    client = clients.dynamodb(spec.region, endpoint, pool=pool, retries=5, side=side)
-    return Table(spec=spec, client=client, endpoint=endpoint, description=describe(client, spec, endpoint))
+    client = clients.dynamodb(spec.region, endpoint, pool=pool, retries=5, side=side, credentials=credentials)
+    return Table(spec=spec, client=client, endpoint=endpoint, description=describe(client, spec, endpoint),
+                 credentials=credentials)
 
 
 def show_keys(key_schema: Sequence[tuple[str, str]]) -> str:

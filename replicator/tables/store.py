@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, NoCredentialsError
 
 from replicator import clients
+from replicator.credentials import DEFAULT, Credentials
 from replicator.files import private_file, probe_directory
 from replicator.errors import ReplicatorError
 
@@ -389,7 +390,8 @@ class _FileWriter(ObjectWriter):
 # --- URLs ----------------------------------------------------------------------------------------
 
 
-def open_store(url: str, *, region: str, s3_endpoint: str | None = None) -> Store:
+def open_store(url: str, *, region: str, s3_endpoint: str | None = None,
+               s3_credentials: Credentials = DEFAULT) -> Store:
     """The store at ``url``: ``s3://bucket[/prefix]``, ``file:///path`` or a directory path."""
     text = url.strip()
     if not text:
@@ -399,7 +401,7 @@ def open_store(url: str, *, region: str, s3_endpoint: str | None = None) -> Stor
         bucket = parsed.netloc
         if not _BUCKET.match(bucket):
             raise ReplicatorError(f"{url!r} does not name a valid S3 bucket: {URL_HELP}")
-        return S3Store(clients.s3(region, s3_endpoint, side="s3"), bucket, parsed.path, s3_endpoint)
+        return S3Store(clients.s3(region, s3_endpoint, side="s3", credentials=s3_credentials), bucket, parsed.path, s3_endpoint)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost") or not parsed.path:
             raise ReplicatorError(f"{url!r} is not a local file URL: write file:///absolute/path")
@@ -409,7 +411,8 @@ def open_store(url: str, *, region: str, s3_endpoint: str | None = None) -> Stor
     return DirStore(Path(text))
 
 
-def open_job(url: str, *, region: str, s3_endpoint: str | None = None) -> tuple[Store, str]:
+def open_job(url: str, *, region: str, s3_endpoint: str | None = None,
+             s3_credentials: Credentials = DEFAULT) -> tuple[Store, str]:
     """``URL/<name>`` (a backup's jobid, or a DynamoDB export's folder) as (the store at URL, name)."""
     text = url.strip().rstrip("/")
     parsed = urlparse(text)
@@ -424,4 +427,4 @@ def open_job(url: str, *, region: str, s3_endpoint: str | None = None) -> tuple[
     if not name or name in (".", ".."):
         raise ReplicatorError(f"{url!r} names no backup: give URL/<jobid> (or a DynamoDB export's "
                               "URL/AWSDynamoDB/<export id>)")
-    return open_store(head, region=region, s3_endpoint=s3_endpoint), name
+    return open_store(head, region=region, s3_endpoint=s3_endpoint, s3_credentials=s3_credentials), name

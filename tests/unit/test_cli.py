@@ -220,7 +220,7 @@ SELF = ["--source-region", "us-east-1", "--source-table", "orders", "--destinati
     [*SELF, "--destination-table", "orders", "--destination-endpoint", "https://dynamodb.us-east-1.amazonaws.com/"],
     [*SELF, "--destination-table", "orders", "--source-endpoint", "http://127.0.0.1:8000",
      "--destination-endpoint", "http://127.0.0.1:8000", "--version-attribute", "v"],
-    ["--source-region", "eu-west-1", "--source-table", "arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+    ["--source-table", "arn:aws:dynamodb:us-east-1:123456789012:table/orders",
      "--destination-region", "us-east-1", "--destination-table", "orders"],
 ], ids=["names", "arn", "default-endpoint", "local-server", "arn-region"])
 def test_run_and_task_name_refuse_a_path_onto_itself(tmp_path, args):

@@ -139,7 +139,7 @@ def test_an_applicationname_that_disagrees_with_the_path_is_refused(tmp_path):
 
 @pytest.mark.parametrize("destination, same", [
     ({"destination_region": "us-east-1", "destination_table": "aaa"}, True),
-    ({"destination_region": "us-east-1", "destination_table": "arn:aws:dynamodb:us-east-1:1:table/aaa"}, True),
+    ({"destination_region": "us-east-1", "destination_table": "arn:aws:dynamodb:us-east-1:123456789012:table/aaa"}, True),
     ({"destination_region": "us-east-1", "destination_table": "aaa",
       "destination_endpoint": "HTTPS://dynamodb.us-east-1.amazonaws.com/"}, True),
     ({"destination_region": "us-east-1", "destination_table": "aaa", "destination_endpoint": "http://127.0.0.1:8000"}, False),

@@ -268,7 +268,7 @@ def test_the_lambda_handler_still_raises_to_its_runtime(monkeypatch):
     monkeypatch.setenv("REPLICATOR_DESTINATION_REGION", "EU WEST")
     function.reset()
     try:
-        with pytest.raises(ReplicatorError, match="region 'EU WEST' is not a region name"):
+        with pytest.raises(ReplicatorError, match="REPLICATOR_DESTINATION_REGION 'EU WEST' is not a region name"):
             function.handler({"Records": [{"eventID": "1"}]}, None)
     finally:
         function.reset()

@@ -228,7 +228,8 @@ def test_dont_publish_cloudwatch_makes_no_publisher_and_no_client(monkeypatch):
 
 def test_the_publisher_goes_to_the_source_region_and_the_given_endpoint(monkeypatch):
     made = []
-    monkeypatch.setattr(clients, "cloudwatch", lambda region, endpoint: made.append((region, endpoint)) or Recording(fail=RuntimeError()))
+    monkeypatch.setattr(clients, "cloudwatch", lambda region, endpoint, credentials: made.append((region, endpoint))
+                        or Recording(fail=RuntimeError()))  # credentials: the path's cloudwatch side
     path = PATH.model_copy(update={"cloudwatch_endpoint": "http://127.0.0.1:1", "metrics_interval_seconds": 7})
     publisher = metrics.for_path(path, None)
     assert isinstance(publisher, MetricsPublisher) and publisher._interval_s == 7

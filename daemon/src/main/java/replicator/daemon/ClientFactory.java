@@ -24,8 +24,8 @@ import software.amazon.kinesis.multilang.config.MultiLangDaemonConfiguration;
  * <p>Endpoints: sourceStreamsEndpoint (else sourceEndpoint) for DynamoDB Streams; kinesisEndpoint (else
  * sourceEndpoint) for Kinesis; dynamoDBEndpoint, else kclEndpoint, else sourceEndpoint for the lease table;
  * cloudWatchEndpoint (else cloudWatchClient.endpointOverride) for metrics. The lease table is in regionName
- * (else kclRegion, else sourceRegion). Credentials: the file's AwsCredentialsProvider if it names one, else
- * the SDK's default chain.
+ * (else kclRegion, else sourceRegion). Credentials: each side's role or profile ({@link PathCredentials}),
+ * assumed from the file's AwsCredentialsProvider if it names one, else from the SDK's default chain.
  */
 final class ClientFactory {
     private final Properties props;
@@ -44,7 +44,8 @@ final class ClientFactory {
 
     DynamoDbStreamsClient streams() {
         DynamoDbStreamsClientBuilder builder =
-                DynamoDbStreamsClient.builder().region(sourceRegion).credentialsProvider(credentials);
+                DynamoDbStreamsClient.builder().region(sourceRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "source", credentials));
         endpoint("sourceStreamsEndpoint").or(() -> endpoint("sourceEndpoint")).ifPresent(builder::endpointOverride);
         return builder.build();
     }
@@ -55,7 +56,8 @@ final class ClientFactory {
      */
     KinesisAsyncClient kinesis() {
         KinesisAsyncClientBuilder builder =
-                KinesisAsyncClient.builder().region(sourceRegion).credentialsProvider(credentials);
+                KinesisAsyncClient.builder().region(sourceRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "source", credentials));
         Optional<URI> endpoint = endpoint("kinesisEndpoint").or(() -> endpoint("sourceEndpoint"));
         endpoint.ifPresent(uri -> {
             System.setProperty("aws.cborEnabled", "false");
@@ -66,7 +68,8 @@ final class ClientFactory {
 
     DynamoDbAsyncClient leases() {
         DynamoDbAsyncClientBuilder builder =
-                DynamoDbAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+                DynamoDbAsyncClient.builder().region(kclRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "kcl", credentials));
         endpoint("dynamoDBEndpoint").or(() -> endpoint("kclEndpoint")).or(() -> endpoint("sourceEndpoint"))
                 .ifPresent(builder::endpointOverride);
         return builder.build();
@@ -74,7 +77,8 @@ final class ClientFactory {
 
     CloudWatchAsyncClient cloudWatch() {
         CloudWatchAsyncClientBuilder builder =
-                CloudWatchAsyncClient.builder().region(kclRegion).credentialsProvider(credentials);
+                CloudWatchAsyncClient.builder().region(kclRegion)
+                        .credentialsProvider(PathCredentials.forSide(props, "cloudWatch", credentials));
         endpoint("cloudWatchEndpoint").or(() -> endpoint("cloudWatchClient.endpointOverride"))
                 .ifPresent(builder::endpointOverride);
         return builder.build();
