@@ -159,11 +159,13 @@ def task_name_command(
     metavar="KEY=VALUE",
     help="Any other MultiLangDaemon/KCL setting for the properties file (repeatable), e.g. maxLeasesForWorker=10.",
 )
+@click.option("--check-only", is_flag=True,
+              help="Make every start-up check and write the properties file, but start no daemon (exit 0).")
 @friendly_errors
-def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], **options: Any) -> None:
+def run(properties: Path | None, write_properties: Path | None, kcl_properties: tuple[str, ...], check_only: bool,
+        **options: Any) -> None:
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon."""
-    from replicator.kcl import checks
-    from replicator.kcl import launcher, leases
+    from replicator.kcl import launcher, leases, preflight
     # Every check comes before the one write: a refused run leaves the file it would replace as it was.
     given = {k: v for k, v in options.items() if v is not None}
     path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
@@ -176,24 +178,15 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
     if not properties:
         properties = to_write = write_properties or Path("properties") / f"{path.application_name}.properties"
         check_writable(to_write, "--write-properties", create_dirs=True)
-    launcher.find_java()
-    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source")
-    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
-                                          side="destination")
-    if path.is_kinesis:
-        launcher.kclpy_jars()
-        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source")
-        stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
-        argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None)
-        schema = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
-        extra_env = {launcher.KEY_SCHEMA_ENV: schema}
-    else:
-        launcher.classpath()
-        source = checks.check_tables(path, source_client, destination_client)
-        stream_arn, argv = source["LatestStreamArn"], None
-        extra_env = {launcher.STREAM_VIEW_ENV: source["StreamSpecification"]["StreamViewType"]}
+    checked = preflight.check_path(path)
+    stream_arn, extra_env = checked.stream_arn, checked.extra_env
+    argv = launcher.kinesis_command(properties, local_endpoint=path.source_endpoint is not None) if path.is_kinesis else None
     if to_write is not None:
         path.write_properties(to_write, extra=extra)
+    if check_only:
+        click.echo(f"{path.source_region}/{path.source_name} -> {path.destination_region}/{path.destination_table}: "
+                   f"checked; {'wrote' if to_write is not None else 'runs as it is:'} {properties}")
+        return
     log.configure()
     log.get("replicator.cli.main").info(
         "starting_daemon", properties=str(properties), lease_table=path.application_name,
@@ -204,8 +197,61 @@ def run(properties: Path | None, write_properties: Path | None, kcl_properties: 
         # The stock daemon would wait 1-30 s, then shardSyncIntervalMillis, before a new path's first lease.
         leases.create_initial_leases(path, read_properties(properties),
                                      clients.dynamodb(path.lease_region, path.lease_endpoint, retries=3, side="kcl"),
-                                     kinesis_client)
+                                     checked.kinesis_client)
     launcher.exec_daemon(properties, stream_arn=stream_arn, argv=argv, extra_env=extra_env)
+
+
+DISCOVER_SKIPS = ("source-table", "source-kinesis-stream", "source-format", "destination-table", "task-name",
+                  "initial-timestamp")
+"""Path options `discover` has no use for: each table names its own path, and table paths only."""
+
+
+def discover_path_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for kebab, kwargs in reversed(PATH_OPTIONS):
+        if kebab not in DISCOVER_SKIPS:
+            names = [f"--{kebab}"] + ([f"--{_camel_name(kebab)}"] if "-" in kebab else [])
+            func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
+    return func
+
+
+@main.command()
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Replicate the tables with this tag (repeatable: all must match).")
+@click.option("--table-prefix", default="", metavar="P", help="Replicate the tables whose name starts with P.")
+@click.option("--destination-suffix", default="", metavar="S",
+              help="Each destination table is the source's name plus S. [default: the same name]")
+@click.option("--properties-dir", type=click.Path(path_type=Path), required=True,
+              help="Where to write one <taskName>.properties per table (created if missing).")
+@click.option("--overwrite", is_flag=True, help="Replace a path's file that exists with other settings.")
+@click.option("--kcl-property", "kcl_properties", multiple=True, metavar="KEY=VALUE",
+              help="Any other MultiLangDaemon/KCL setting for every file (repeatable), as for run.")
+@discover_path_options
+@friendly_errors
+def discover(tags: tuple[str, ...], table_prefix: str, destination_suffix: str, properties_dir: Path, overwrite: bool,
+             kcl_properties: tuple[str, ...], **options: Any) -> None:
+    """Write one properties file per source table chosen by tag or name prefix (those with a stream), each
+    checked as `run --check-only` checks it: a tag on a table is all it takes to replicate it."""
+    from replicator.kcl import discover as discover_module
+
+    if not tags and not table_prefix:
+        raise ReplicatorError("discover needs --tag KEY=VALUE or --table-prefix P: say which tables to replicate")
+    given = {k: v for k, v in options.items() if v is not None}
+    missing = [f"--{_kebab(k)}" for k in ("source_region", "destination_region") if k not in given]
+    if missing:
+        raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination regions")
+    path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
+    selection = discover_module.Selection(dict(discover_module.parse_tag(t) for t in tags), table_prefix)
+
+    def make_path(table: str) -> ReplicationPath:
+        return build_path({**given, **path_values, "source_table": table,
+                           "destination_table": table + destination_suffix})
+
+    region, endpoint = given["source_region"], given.get("source_endpoint")
+    client = clients.dynamodb(region, endpoint, retries=3, side="source")
+    report = discover_module.discover(client, region, selection, make_path, properties_dir, overwrite=overwrite,
+                                      extra=extra)
+    for line in report.lines():
+        click.echo(line)
 
 
 @main.command()
