@@ -1,5 +1,9 @@
 """boto3 clients for a replication path, configured once for the whole project.
 
+Each client comes from a session of its own, unless ``share_session`` was called: a record processor forked
+from the processors' preloaded parent (``kcl.zygote``) then takes every client from the one session the
+parent made, whose service models (megabytes of parsed JSON) are already loaded and shared with its siblings.
+
 Each client's region and endpoint are checked first: botocore would otherwise raise a traceback
 (InvalidRegionError, "ValueError: Invalid endpoint") far from the option that was mistyped. ``side``
 says which options a message names: ``"source"`` is --source-region and --source-endpoint, ``""``
@@ -9,6 +13,7 @@ says which options a message names: ``"source"`` is --source-region and --source
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +24,30 @@ from replicator.errors import ReplicatorError
 
 _REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 """AWS region names are lower-case letters, digits and dashes (us-east-1); a local server takes any such name."""
+
+
+_shared_session: Any = None
+_session_lock = threading.Lock()
+"""Creating clients from one session is not thread-safe; the lock makes it so (it is only taken to create)."""
+
+
+def share_session(*, preload: tuple[str, ...] = ()) -> None:
+    """Make every later client of this process come from one session, and load ``preload``'s service models
+    into it now (through a client with placeholder keys, so that no credentials are looked up yet: each
+    process forked from this one finds its own, from its own environment)."""
+    global _shared_session
+    with _session_lock:
+        _shared_session = boto3.session.Session()
+        for service in preload:
+            _shared_session.client(service, region_name="us-east-1", aws_access_key_id="preload",
+                                   aws_secret_access_key="preload")
+
+
+def _client(service: str, **kwargs: Any) -> Any:
+    if _shared_session is None:
+        return boto3.session.Session().client(service, **kwargs)
+    with _session_lock:
+        return _shared_session.client(service, **kwargs)
 
 
 def _option(side: str | None, what: str) -> str:
@@ -64,15 +93,13 @@ def dynamodb(region: str, endpoint: str | None, *, pool: int = 16, retries: int 
         read_timeout=read_timeout_s,
         parameter_validation=validate,
     )
-    return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
+    return _client("dynamodb", region_name=region, endpoint_url=endpoint, config=config)
 
 
 def streams(region: str, endpoint: str | None, side: str | None = None) -> Any:
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client(
-        "dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config
-    )
+    return _client("dynamodbstreams", region_name=region, endpoint_url=endpoint, config=config)
 
 
 def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = None) -> Any:
@@ -86,7 +113,7 @@ def s3(region: str, endpoint: str | None, *, pool: int = 32, side: str | None = 
         read_timeout=60,
         s3={"addressing_style": "path"} if endpoint else None,
     )
-    return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
+    return _client("s3", region_name=region, endpoint_url=endpoint, config=config)
 
 
 def cloudwatch(region: str, endpoint: str | None, side: str | None = None) -> Any:
@@ -94,10 +121,10 @@ def cloudwatch(region: str, endpoint: str | None, side: str | None = None) -> An
     interval that cannot be sent is dropped rather than allowed to pile up."""
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)
-    return boto3.session.Session().client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)
+    return _client("cloudwatch", region_name=region, endpoint_url=endpoint, config=config)
 
 
 def kinesis(region: str, endpoint: str | None, side: str | None = None) -> Any:
     check_location(region, endpoint, side)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
+    return _client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
