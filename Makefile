@@ -39,6 +39,7 @@ bench: setup $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench.kinesis
 	$(VENV)/bin/python -m bench.paths
 	$(VENV)/bin/python -m bench.bootstrap
+	$(VENV)/bin/python -m bench.memory
 
 # The Lambda package: our code and what the handler imports at run time (boto3, structlog, tenacity, click,
 # orjson), as wheels for Lambda's Python 3.11 on x86_64; none of the daemon's, the tools' or the tests' packages.

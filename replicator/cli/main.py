@@ -174,9 +174,11 @@ def task_name_command(
     metavar="KEY=VALUE",
     help="Any other MultiLangDaemon/KCL setting for the properties file (repeatable), e.g. maxLeasesForWorker=10.",
 )
+@click.option("--check-only", is_flag=True,
+              help="Make every start-up check and write the properties file, but start no daemon (exit 0).")
 @friendly_errors
 def run(properties: tuple[Path, ...], properties_dir: Path | None, write_properties: Path | None,
-        kcl_properties: tuple[str, ...], **options: Any) -> None:
+        kcl_properties: tuple[str, ...], check_only: bool, **options: Any) -> None:
     """Replicate a table: check the tables, write the path's properties file, and run the KCL daemon.
 
     With several --properties, or --properties-dir, one daemon (one JVM) runs every path, each with its
@@ -186,7 +188,7 @@ def run(properties: tuple[Path, ...], properties_dir: Path | None, write_propert
     given = {k: v for k, v in options.items() if v is not None}
     path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
     if properties_dir is not None or len(properties) > 1:
-        _run_several(properties, properties_dir, given, bool(extra or path_values), write_properties)
+        _run_several(properties, properties_dir, given, bool(extra or path_values), write_properties, check_only)
         return
     single = properties[0] if properties else None
     if single and (extra or path_values):
@@ -203,12 +205,16 @@ def run(properties: tuple[Path, ...], properties_dir: Path | None, write_propert
     environment = pathset.environment(single, path)
     if to_write is not None:
         path.write_properties(to_write, extra=extra)
+    if check_only:
+        click.echo(f"{path.source_region}/{path.source_name} -> {path.destination_region}/{path.destination_table}: "
+                   f"checked; {'wrote' if to_write is not None else 'runs as it is:'} {single}")
+        return
     checked = pathset.CheckedPath(pathset.absolute(single), path, environment)
     _start_daemon([checked], launcher.command(single))
 
 
 def _run_several(properties: tuple[Path, ...], directory: Path | None, given: dict[str, Any], kcl: bool,
-                 write_properties: Path | None) -> None:
+                 write_properties: Path | None, check_only: bool = False) -> None:
     """Several paths in one daemon: every file checked first (see kcl.pathset for a refused one)."""
     from replicator.kcl import launcher, pathset
     if directory is not None and properties:
@@ -227,6 +233,13 @@ def _run_several(properties: tuple[Path, ...], directory: Path | None, given: di
     logger = log.get("replicator.cli.main")
     for file, why in refused.items():
         logger.error("path_not_started", properties=str(file), error=why)
+    if check_only:
+        for one in checked:
+            click.echo(f"{one.properties}: checked")
+        if refused:
+            raise ReplicatorError(f"{len(refused)} of {len(files)} path files refused (logged above): fix them, "
+                                  "then check again")
+        return
     if not checked:
         where = f"--properties-dir {directory}"
         raise ReplicatorError(f"{where} holds no path that can start ({len(refused)} refused, logged above): add "
@@ -250,6 +263,61 @@ def _start_daemon(checked: list[Any], argv: list[str], refused: dict[Path, str] 
         )
     pathset.started(checked)
     launcher.exec_daemon(argv, launcher.environment({one.properties: one.environment for one in checked}, refused))
+
+
+DISCOVER_SKIPS = ("source-table", "source-kinesis-stream", "source-format", "destination-table", "task-name",
+                  "initial-timestamp")
+"""Path options `discover` has no use for: each table names its own path, and table paths only."""
+
+
+def discover_path_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for kebab, kwargs in reversed(PATH_OPTIONS):
+        if kebab not in DISCOVER_SKIPS:
+            names = [f"--{kebab}"] + ([f"--{_camel_name(kebab)}"] if "-" in kebab else [])
+            func = click.option(*names, _kebab(kebab).replace("-", "_"), **kwargs)(func)
+    return func
+
+
+@main.command()
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Replicate the tables with this tag (repeatable: all must match).")
+@click.option("--table-prefix", default="", metavar="P", help="Replicate the tables whose name starts with P.")
+@click.option("--destination-suffix", default="", metavar="S",
+              help="Each destination table is the source's name plus S. [default: the same name]")
+@click.option("--properties-dir", type=click.Path(path_type=Path), required=True,
+              help="Where to write one <taskName>.properties per table (created if missing).")
+@click.option("--overwrite", is_flag=True, help="Replace a path's file that exists with other settings.")
+@click.option("--kcl-property", "kcl_properties", multiple=True, metavar="KEY=VALUE",
+              help="Any other MultiLangDaemon/KCL setting for every file (repeatable), as for run.")
+@discover_path_options
+@friendly_errors
+def discover(tags: tuple[str, ...], table_prefix: str, destination_suffix: str, properties_dir: Path, overwrite: bool,
+             kcl_properties: tuple[str, ...], **options: Any) -> None:
+    """Write one properties file per source table chosen by tag or name prefix (those with a stream), each
+    checked as `run --check-only` checks it: a tag on a table is all it takes to replicate it."""
+    from replicator.kcl import discover as discover_module
+
+    if not tags and not table_prefix:
+        raise ReplicatorError("discover needs --tag KEY=VALUE or --table-prefix P: say which tables to replicate")
+    given = {k: v for k, v in options.items() if v is not None}
+    missing = [f"--{_kebab(k)}" for k in ("source_region", "destination_region") if k not in given]
+    if missing:
+        raise ReplicatorError(f"missing {', '.join(missing)}: name the source and destination regions")
+    path_values, extra = parse_kcl_properties(kcl_properties, path_keys=RUN_KCL_PATH_KEYS)
+    selection = discover_module.Selection(dict(discover_module.parse_tag(t) for t in tags), table_prefix)
+
+    def make_path(table: str) -> ReplicationPath:
+        return build_path({**given, **path_values, "source_table": table,
+                           "destination_table": table + destination_suffix})
+
+    region, endpoint = given["source_region"], given.get("source_endpoint")
+    from replicator import credentials
+
+    client = clients.dynamodb(region, endpoint, retries=3, side="source", credentials=credentials.of(given, "source"))
+    report = discover_module.discover(client, region, selection, make_path, properties_dir, overwrite=overwrite,
+                                      extra=extra)
+    for line in report.lines():
+        click.echo(line)
 
 
 @main.command()

@@ -21,6 +21,7 @@ file a supervisor runs as it was.
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -360,16 +361,24 @@ class ReplicationPath(BaseModel):
         # so that editing sourceEndpoint in the file moves all three.
         return props
 
-    def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:
-        """Write the file, creating its directory; callers check it with files.check_writable before any other step."""
+    def properties_bytes(self, extra: dict[str, str] | None = None) -> bytes:
+        """The properties file's content: the same bytes for the same path (no timestamp), so a rewrite of an
+        unchanged path can be told apart from a changed one (`replicator discover`)."""
         props = Properties()
         for key, value in {**self.to_properties(), **(extra or {})}.items():
             props[key] = value
+        out = io.BytesIO()
+        props.store(out, initial_comments=f"Replication path {self.source_region}/{self.source_name} -> "
+                    f"{self.destination_region}/{self.destination_table}; written by `replicator run`.",
+                    timestamp=False, encoding="utf-8")
+        return out.getvalue()
+
+    def write_properties(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        """Write the file, creating its directory; callers check it with files.check_writable before any other step."""
+        content = self.properties_bytes(extra)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as out:
-            props.store(out, initial_comments=f"Replication path {self.source_region}/{self.source_name} -> "
-                        f"{self.destination_region}/{self.destination_table}; written by `replicator run`.",
-                        timestamp=False, encoding="utf-8")
+            out.write(content)
 
 
 def check_task_name_option(value: str | None) -> None:

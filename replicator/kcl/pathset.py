@@ -25,12 +25,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from replicator import clients, log
-from replicator.changes.formats import key_schema_of
 from replicator.errors import ReplicatorError, expected_failure
-from replicator.kcl import checks, stopped
+from replicator.kcl import preflight, stopped
 from replicator.kcl.config import ReplicationPath, path_from_properties, read_properties
-from replicator.kcl.launcher import KEY_SCHEMA_ENV, STREAM_ARN_ENV, STREAM_VIEW_ENV
+from replicator.kcl.launcher import STREAM_ARN_ENV
 
 PROPERTIES_ENV = "REPLICATOR_PROPERTIES"
 
@@ -57,26 +55,10 @@ class CheckedPath:
 
 
 def environment(properties: Path, path: ReplicationPath) -> dict[str, str]:
-    """Check the path's tables (or stream) as a single `run` does, and return its processors' environment."""
-    source_client = clients.dynamodb(path.source_region, path.source_endpoint, retries=3, side="source",
-                                     credentials=path.source_credentials)
-    destination_client = clients.dynamodb(path.destination_region, path.destination_endpoint, retries=3,
-                                          side="destination", credentials=path.destination_credentials)
-    env = {PROPERTIES_ENV: str(absolute(properties))}
-    if path.is_kinesis:
-        kinesis_client = clients.kinesis(path.source_region, path.source_endpoint, side="source",
-                                         credentials=path.source_credentials)
-        stream_arn, destination = checks.check_kinesis_path(path, kinesis_client, source_client, destination_client)
-        env[KEY_SCHEMA_ENV] = ",".join(f"{name}:{kind}" for name, kind in key_schema_of(destination))
-    else:
-        source = checks.check_tables(path, source_client, destination_client)
-        stream_arn = source["LatestStreamArn"]
-        env[STREAM_VIEW_ENV] = source["StreamSpecification"]["StreamViewType"]
-    env[STREAM_ARN_ENV] = stream_arn
-    note = checks.check_shape(path, destination if path.is_kinesis else source, env.get(STREAM_VIEW_ENV))
-    if note:
-        log.get(__name__).warning("ttl_deletes_limited", properties=str(properties), note=note)
-    return env
+    """Check the path as a single `run` does (``preflight``), and return its processors' environment."""
+    checked = preflight.check_path(path)
+    preflight.warn(checked, properties=str(properties))
+    return {PROPERTIES_ENV: str(absolute(properties)), STREAM_ARN_ENV: checked.stream_arn, **checked.extra_env}
 
 
 def check_file(properties: Path) -> CheckedPath:

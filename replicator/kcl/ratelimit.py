@@ -38,6 +38,15 @@ _PREFIX = "rate-"
 _SUFFIX = ".bucket"
 
 
+DAEMON_PID_ENV = "REPLICATOR_DAEMON_PID"
+"""The daemon a processor serves, when its parent is not the daemon (a processor forked by ``kcl.zygote``)."""
+
+
+def daemon_pid() -> int:
+    """The worker this processor belongs to: its parent, or the daemon its shard shim was spawned by."""
+    return int(os.environ.get(DAEMON_PID_ENV) or os.getppid())
+
+
 def private_directory() -> Path:
     """This user's directory for bucket files, created 0700; refused if anyone else could write to it."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
@@ -84,7 +93,7 @@ class SharedTokenBucket:
         """The bucket of the worker this processor belongs to: its parent daemon, on this host."""
         directory = private_directory()
         remove_buckets_of_gone_workers(directory)
-        return cls(directory / f"{_PREFIX}{application_name}-{os.getppid()}{_SUFFIX}", rate)
+        return cls(directory / f"{_PREFIX}{application_name}-{daemon_pid()}{_SUFFIX}", rate)
 
     def _open_and_join(self) -> int:
         """Open the file and count this processor in; again if the last holder removed it meanwhile."""

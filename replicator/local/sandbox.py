@@ -197,16 +197,22 @@ class Sandbox:
         proc.wait()
 
     def processor_pids(self, proc: subprocess.Popen[bytes]) -> list[int]:
-        """The record processors the daemon spawned (Java's children in its process group)."""
-        pids = []
+        """The record processors of the daemon: those its zygote forked (``kcl.zygote``; Java's children are
+        then the shards' shims), else Java's own children. The daemon's pid is Java's and its process group."""
+        parent_of: dict[int, int] = {}
+        is_zygote: dict[int, bool] = {}  # a forked processor keeps the zygote's command line
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
+                command = (stat.parent / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == proc.pid:  # the daemon's pid is Java itself (replicator run execs it)
-                pids.append(int(stat.parent.name))
-        return pids
+            if int(fields[2]) == proc.pid and fields[0] != "Z":
+                pid = int(stat.parent.name)
+                parent_of[pid] = int(fields[1])
+                is_zygote[pid] = b"replicator.kcl.zygote" in command
+        forked = [pid for pid, parent in parent_of.items() if is_zygote[pid] and is_zygote.get(parent, False)]
+        return forked or [pid for pid, parent in parent_of.items() if parent == proc.pid]
 
     def diff(self) -> TableDiff:
         return compare_tables(self.source, self.source_table, self.destination, self.destination_table,
