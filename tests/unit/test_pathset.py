@@ -18,7 +18,7 @@ from replicator.kcl import launcher, pathset, stopped
 from replicator.kcl.config import build_path
 from replicator.kcl.processor import EXIT_NON_RETRYABLE, ReplicationProcessor
 from replicator.kcl.status import ShardStatus, as_table, with_stop_record
-from tests.unit.unit_helpers import create_pk_table, endpoint_client, unique_table
+from unit_helpers import create_pk_table, endpoint_client, unique_table
 
 
 def table_path_file(moto_endpoint: str, directory: Path, name: str, *, destination: str | None = None) -> Path:
