@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,73 @@ def events(text: str, event: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{") and f'"event": "{event}"' in line]
 
 
+def prefill(sb: Sandbox, keys: int, rng: random.Random) -> None:
+    items = [every_type_item(key_of(i)["pk"]["S"], i, rng, rev=0) for i in range(keys)]
+    for start in range(0, keys, 25):
+        sb.source.batch_write_item(RequestItems={sb.source_table: [{"PutRequest": {"Item": i}}
+                                                                   for i in items[start:start + 25]]})
+
+
+def run_bootstrap(tmp_path: Path, sb: Sandbox, workload: MixedWorkload, feed: Feed,
+                  *args: str) -> tuple[dict[str, Any], int, str]:
+    """bootstrap --source-kinesis-stream with bursts of writes, each fed to Kinesis, until its load is over
+    and once more while it checks; its JSON summary (checked equal), the bursts, the daemon's log."""
+    settings = {**LOCAL_KCL_SETTINGS, "idleTimeBetweenReadsInMillis": "200", "dontPublishCloudwatch": "true"}
+    stderr_path, daemon_log = tmp_path / "bootstrap.stderr", tmp_path / "daemon.log"
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            [REPLICATOR, "bootstrap", f"us-east-1/{sb.source_table}", f"eu-west-1/{sb.destination_table}",
+             "--source-endpoint", sb.source_server.endpoint, "--destination-endpoint", sb.destination_server.endpoint,
+             "--source-kinesis-stream", "changes", "--load", "export", *args,
+             "--write-units", "250", "--state-file", str(tmp_path / "load.json"),
+             "--write-properties", str(tmp_path / "boot.properties"),
+             *[a for k, v in settings.items() for a in ("--kcl-property", f"{k}={v}")],
+             "--daemon-log", str(daemon_log), "--start-timeout", "240", "--check-timeout", "240",
+             "--exit-after-check", "--json"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
+        bursts = 0
+        try:
+            # Bursts of writes, each fed, until the load is over and once more while the check runs.
+            deadline = time.monotonic() + 400
+            while True:
+                loaded = "restore_finished" in stderr_path.read_text()
+                workload.run(100, rate=100)
+                feed()
+                bursts += 1
+                assert proc.poll() is None or loaded, stderr_path.read_text()[-3000:]
+                if loaded or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            out, _ = proc.communicate(timeout=400)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=90)
+    log_text = stderr_path.read_text()
+    assert proc.returncode == 0, (out, log_text[-3000:], daemon_log.read_text()[-3000:])
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["equal"] and summary["daemon_exit_status"] == 0, summary
+    return summary, bursts, daemon_log.read_text()
+
+
+def assert_exact(sb: Sandbox, keys: int, deleted_at_least: int) -> None:
+    """The replica is the source, exactly (numbers by value, sets unordered, the version attribute ignored),
+    and every pre-filled key deleted since is absent from it."""
+    diff = compare_tables(sb.source, sb.source_table, sb.destination, sb.destination_table, VERSION)
+    assert diff.discrepancies == 0, (diff.missing[:1], diff.different[:1], diff.extraneous[:1])
+    present = {(i["pk"]["S"], i["sk"]["N"]) for i in scan_items(sb.source, sb.source_table)}
+    deleted = [key_of(i) for i in range(keys) if (key_of(i)["pk"]["S"], str(i)) not in present]
+    assert len(deleted) >= deleted_at_least, len(deleted)
+    for key in deleted:
+        found = sb.destination.get_item(TableName=sb.destination_table, Key=key, ConsistentRead=True).get("Item")
+        assert replica_view(found, VERSION) is None, (key, found)
+
+
 def test_bootstrap_from_kinesis_loads_an_existing_export_while_the_path_replays_from_before_it(tmp_path: Path) -> None:
     with Sandbox(tmp_path / "sandbox", kinesis_stream="changes", path_settings={"source_format": "dynamodb-cdc"}) as sb:
         rng = random.Random(4)
         feed = Feed(sb, rng)
-        items = [every_type_item(key_of(i)["pk"]["S"], i, rng, rev=0) for i in range(KEYS)]
-        for start in range(0, KEYS, 25):
-            sb.source.batch_write_item(RequestItems={sb.source_table: [{"PutRequest": {"Item": i}}
-                                                                       for i in items[start:start + 25]]})
+        prefill(sb, KEYS, rng)
         workload = MixedWorkload(sb.source, sb.source_table, keys=KEYS, seed=23, first_rev=10**6)
         workload.run(300, rate=300)
         before_start = feed()
@@ -98,57 +158,41 @@ def test_bootstrap_from_kinesis_loads_an_existing_export_while_the_path_replays_
         workload.run(300, rate=300)  # after the export, before the bootstrap
         feed()
 
-        settings = {**LOCAL_KCL_SETTINGS, "idleTimeBetweenReadsInMillis": "200", "dontPublishCloudwatch": "true"}
-        stderr_path, daemon_log = tmp_path / "bootstrap.stderr", tmp_path / "daemon.log"
         start_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_at))
-        with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen(
-                [REPLICATOR, "bootstrap", f"us-east-1/{sb.source_table}", f"eu-west-1/{sb.destination_table}",
-                 "--source-endpoint", sb.source_server.endpoint, "--destination-endpoint", sb.destination_server.endpoint,
-                 "--source-kinesis-stream", "changes", "--load", "export", "--export", url, "--start-at", start_iso,
-                 "--write-units", "250", "--state-file", str(tmp_path / "load.json"), "--write-properties", str(tmp_path / "boot.properties"),
-                 *[a for k, v in settings.items() for a in ("--kcl-property", f"{k}={v}")],
-                 "--daemon-log", str(daemon_log), "--start-timeout", "240", "--check-timeout", "240",
-                 "--exit-after-check", "--json"],
-                stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
-            bursts = 0
-            try:
-                # Bursts of writes, each fed, until the load is over and once more while the check runs.
-                deadline = time.monotonic() + 400
-                while True:
-                    loaded = "restore_finished" in stderr_path.read_text()
-                    workload.run(100, rate=100)
-                    feed()
-                    bursts += 1
-                    assert proc.poll() is None or loaded, stderr_path.read_text()[-3000:]
-                    if loaded or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.5)
-                out, _ = proc.communicate(timeout=400)
-            finally:
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=90)
-        log_text = stderr_path.read_text()
-        assert proc.returncode == 0, (out, log_text[-3000:], daemon_log.read_text()[-3000:])
-        summary = json.loads(out.strip().splitlines()[-1])
-        assert summary["equal"] and summary["daemon_exit_status"] == 0, summary
+        summary, bursts, daemon_text = run_bootstrap(tmp_path, sb, workload, feed, "--export", url,
+                                                     "--start-at", start_iso)
         assert summary["replays_from"] == start_at and summary["export"] == url
         assert "initialPositionInStreamExtended=%d" % start_at in (tmp_path / "boot.properties").read_text()
         assert summary["skipped"] > 0, summary  # loaded images met keys the replay had written: held back
         assert bursts >= 2 and workload.stats.deletes >= 50 and workload.stats.updates >= 100
 
-        # The replica is the source, exactly (numbers by value, sets unordered, the version attribute ignored).
-        diff = compare_tables(sb.source, sb.source_table, sb.destination, sb.destination_table, VERSION)
-        assert diff.discrepancies == 0, (diff.missing[:1], diff.different[:1], diff.extraneous[:1])
-        present = {(i["pk"]["S"], i["sk"]["N"]) for i in scan_items(sb.source, sb.source_table)}
-        deleted = [key_of(i) for i in range(KEYS) if (key_of(i)["pk"]["S"], str(i)) not in present]
-        assert len(deleted) >= 30, len(deleted)
-        for key in deleted:
-            found = sb.destination.get_item(TableName=sb.destination_table, Key=key, ConsistentRead=True).get("Item")
-            assert replica_view(found, VERSION) is None, (key, found)
+        assert_exact(sb, KEYS, deleted_at_least=30)
 
         # The path replayed from its start time: every record shipped since (those from before the export
         # among them), none of the pre-fill's nor the first writes'.
-        applied = sum(e["records"] for e in events(daemon_log.read_text(), "batch_applied"))
+        applied = sum(e["records"] for e in events(daemon_text, "batch_applied"))
         assert replayed_before_export <= applied <= feed.shipped - before_start, (applied, feed.shipped, before_start)
+
+
+def test_bootstrap_from_kinesis_with_an_export_asked_for_once_the_path_runs(tmp_path: Path) -> None:
+    """--export-bucket: the path starts at the bootstrap's start (no --start-at), the export is asked after."""
+    keys = 400
+    with Sandbox(tmp_path / "sandbox", kinesis_stream="changes", path_settings={"source_format": "dynamodb-cdc"}) as sb:
+        rng = random.Random(6)
+        feed = Feed(sb, rng)
+        prefill(sb, keys, rng)
+        workload = MixedWorkload(sb.source, sb.source_table, keys=keys, seed=29, first_rev=10**6)
+        workload.run(200, rate=300)
+        before_start = feed()
+        sb.source.update_continuous_backups(TableName=sb.source_table,
+                                            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        sb.source_server.client(service="s3").create_bucket(Bucket="exports")
+        time.sleep(1.5)  # the path starts in whole seconds, rounded down: after every record shipped so far
+        called_at = time.time()
+        summary, _, daemon_text = run_bootstrap(tmp_path, sb, workload, feed, "--export-bucket", "s3://exports/now")
+        assert int(called_at) <= summary["replays_from"] <= time.time()
+        export_at = datetime.fromisoformat(summary["export_time"]).timestamp()
+        assert summary["replays_from"] <= export_at and summary["export"].startswith("s3://exports/now/AWSDynamoDB/")
+        assert_exact(sb, keys, deleted_at_least=5)
+        applied = sum(e["records"] for e in events(daemon_text, "batch_applied"))
+        assert 0 < applied <= feed.shipped - before_start  # neither the pre-fill nor the first writes were replayed

@@ -158,3 +158,28 @@ def test_the_kinesis_path_starts_at_the_time_in_whole_seconds_and_keeps_the_sour
     assert props["initialPositionInStreamExtended"] == "1000" and "initialPositionInStream" not in props
     assert (props["sourceFormat"], props["sourceTable"], props["versionAttribute"]) == ("dynamodb-cdc", "src", VERSION)
     assert path.application_name == "KinesisCrossRegionReplicationboot"
+
+
+def test_the_load_waits_for_the_kinesis_streams_open_shards_and_needs_no_dynamodb_stream() -> None:
+    from replicator.tables import bootstrap as bs
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "src", None)
+        create_table(boto3.client("dynamodb", region_name="us-west-2"), "dst", None)
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        kinesis.create_stream(StreamName="changes", ShardCount=2)
+        src, dst = open_table("us-east-1/src", None), open_table("us-west-2/dst", None)
+        assert bk.open_shards(src, "changes") == {"shardId-000000000000", "shardId-000000000001"}
+        kinesis.update_shard_count(StreamName="changes", TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+        shards = kinesis.list_shards(StreamName="changes")["Shards"]
+        open_now = {s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
+        assert len(open_now) == 4 and bk.open_shards(src, "changes") == open_now
+        assert bk.stream_summary(src, "changes")["RetentionPeriodHours"] == 24
+        with pytest.raises(ReplicatorError, match="Kinesis stream us-east-1/other does not exist: fix --source-kinesis-stream"):
+            bk.stream_summary(src, "other")
+        # The source has no DynamoDB stream: a Kinesis path's bootstrap does not need one, a table path's does.
+        path = bk.replication_path(src, dst, "changes", time.time(), task_name="k", version_attribute=VERSION)
+        bs.check_ready(src, dst, path)
+        with pytest.raises(ReplicatorError, match="has no stream enabled"):
+            bs.check_ready(src, dst, bs.replication_path(src, dst, "t", VERSION))
