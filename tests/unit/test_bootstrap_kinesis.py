@@ -183,3 +183,13 @@ def test_the_load_waits_for_the_kinesis_streams_open_shards_and_needs_no_dynamod
         bs.check_ready(src, dst, path)
         with pytest.raises(ReplicatorError, match="has no stream enabled"):
             bs.check_ready(src, dst, bs.replication_path(src, dst, "t", VERSION))
+
+
+def test_a_kcl_property_for_what_the_kinesis_options_set_names_the_option() -> None:
+    from replicator.kcl.config import parse_kcl_properties
+    from replicator.tables import bootstrap as bs
+
+    for key, option in (("sourceKinesisStream", "--source-kinesis-stream"), ("sourceFormat", "--source-format"),
+                        ("initialTimestamp", "--start-at"), ("initialPositionInStreamExtended", "--start-at")):
+        with pytest.raises(ReplicatorError, match=f"--kcl-property {key}: .*use {option}"):
+            parse_kcl_properties([f"{key}=x"], path_keys=bs.KCL_PATH_KEYS, options=bs.BOOTSTRAP_OPTIONS)
