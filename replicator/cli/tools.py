@@ -385,6 +385,15 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
 @click.option("--export", "export", metavar="URL", default=None,
               help="--load export: load this existing export (s3://.../AWSDynamoDB/<export id>) instead.")
 @s3_endpoint_option
+@click.option("--source-kinesis-stream", "--sourceKinesisStream", "kinesis_stream", metavar="STREAM", default=None,
+              help="Replicate SRC's Kinesis streaming destination (dynamodb-cdc records) instead of its DynamoDB "
+                   "stream, from --start-at; with --load export.")
+@click.option("--source-format", "--sourceFormat", "source_format",
+              type=click.Choice(["dynamodb-cdc", "keys-only", "binlog"]), default=None,
+              help="The Kinesis stream's records: a bootstrap takes dynamodb-cdc only. [default: dynamodb-cdc]")
+@click.option("--start-at", metavar="TIME", default=None,
+              help="--source-kinesis-stream: start the path AT_TIMESTAMP TIME (ISO 8601), at or before the "
+                   "export's time. [default: the export's time; with --export-bucket, now]")
 @click.option("--task-name", "--taskName", "task_name", default=None, help="Name of the lease table after the prefix.")
 @click.option("--write-properties", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the path's properties file. [default: properties/<taskName>.properties]")
@@ -409,6 +418,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
                       load: str, segment: int | None, segments: int | None, read_units: float | None,
                       write_units: float | None, page_size: int | None, resume: bool, state_file: Path | None,
                       export_bucket: str | None, export: str | None, s3_endpoint: str | None,
+                      kinesis_stream: str | None, source_format: str | None, start_at: str | None,
                       task_name: str | None, write_properties: Path | None, kcl_properties: tuple[str, ...],
                       daemon_log: Path | None, start_timeout: float, check_timeout: float, exit_after_check: bool,
                       version_attribute: str, as_json: bool, sides: Any, **shaping: Any) -> None:
@@ -419,6 +429,8 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     change the path applied is never overwritten and a delete never undone, however long the load takes.
     With --segment I, a machine whose path already runs (its lease table exists) only loads segment I;
     --resume restarts an interrupted bootstrap's path from its checkpoints and its load from its state file.
+    With --source-kinesis-stream (SRC's Kinesis streaming destination, dynamodb-cdc records), the path
+    starts AT_TIMESTAMP --start-at, at or before the export's time, so an existing --export can be loaded.
     Exit status 0 when the check found the tables equal, 1 when not, 2 on bad input.
     """
     import signal as signals
@@ -426,6 +438,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
 
     from replicator.kcl import launcher
     from replicator.tables import bootstrap as bs
+    from replicator.tables import bootstrap_kinesis as bk
     from replicator.tables import export as ex
     from replicator.tables.copy import copy_table, estimate
     from replicator.tables.load import absent_key_put
@@ -436,6 +449,12 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     shape = shape_from(shaping)
     check_segments(segment, segments)
     check_task_name_option(task_name)
+    if kinesis_stream is not None:
+        bk.check_options(load=load, source_format=source_format)
+    elif source_format is not None or start_at is not None:
+        raise ReplicatorError("--source-format and --start-at go with --source-kinesis-stream (a table's own "
+                              "DynamoDB stream path starts at LATEST)")
+    starts_at = bk.parse_time(start_at) if start_at is not None else None
     if load == "export":
         if (export_bucket is None) == (export is None):
             raise ReplicatorError("--load export takes --export-bucket s3://BUCKET[/PREFIX] (export now) or "
@@ -459,8 +478,20 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     launcher.classpath()
     src = open_table(source, source_endpoint, side="source", credentials=side(sides, "source"))
     dst = open_table(destination, destination_endpoint, side="destination", credentials=side(sides, "destination"))
-    path = bs.replication_path(src, dst, task_name, version_attribute, {**settings, **bs.credential_settings(sides)},
-                               shape)
+    s3 = s3_endpoint or source_endpoint
+    replays_from: float | None = None  # a Kinesis path's start time: it replicates every change from then on
+    if kinesis_stream is not None:
+        export_at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3) if export is not None else None
+        replays_from = bk.start_time(export_at, starts_at)
+        summary = bk.stream_summary(src, kinesis_stream)
+        bk.check_retention(kinesis_stream, int(summary.get("RetentionPeriodHours", 24)), replays_from)
+        path = bk.replication_path(src, dst, kinesis_stream, replays_from, task_name=task_name,
+                                   version_attribute=version_attribute,
+                                   settings={**settings, **bs.credential_settings(sides)}, shape=shape)
+        replays_from = float(int(replays_from))  # the path's start, in whole seconds (see replication_path)
+    else:
+        path = bs.replication_path(src, dst, task_name, version_attribute,
+                                   {**settings, **bs.credential_settings(sides)}, shape)
     joining = segment is not None and bs.lease_table_exists(path)
     properties = write_properties or Path("properties") / f"{path.application_name}.properties"
     if write_properties is None and not joining:
@@ -468,14 +499,13 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     # --resume restarts the same path from its checkpoints (no change is missed between the two runs) and
     # continues the load from the state file; a new path would start at LATEST and miss the gap.
     bs.check_ready(src, dst, path, joining=joining or resume)
-    s3 = s3_endpoint or source_endpoint
     if load == "export":
         if export_bucket is not None:
             bs.check_point_in_time_recovery(src)
-        if export is not None:
+        if export is not None and kinesis_stream is None:
             at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3)
             ex.check_after_start(at, time.time(), export)  # a path started now is always after an existing export
-    shards = bs.open_shards(src)
+    shards = bk.open_shards(src, kinesis_stream) if kinesis_stream is not None else bs.open_shards(src)
     put_request = absent_key_put(src.key_names[0], version_attribute)
 
     if joining:
@@ -506,8 +536,9 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     try:
         path_started_at = started.wait_for_shards(shards, start_timeout)
         bs.log_path_started(path, shards, path_started_at)
-        click.echo(f"Replicating at LATEST on {len(shards)} shard(s) (versionAttribute {version_attribute}); loading "
-                   f"by {load}")
+        position = "LATEST" if replays_from is None else f"{path.initial_timestamp.isoformat()} ({kinesis_stream})"  # type: ignore[union-attr]
+        click.echo(f"Replicating from {position} on {len(shards)} shard(s) (versionAttribute {version_attribute}); "
+                   f"loading by {load}")
         if load == "scan":
             for line in estimate(src, dst, write_units).lines()[:1]:
                 click.echo(line)
@@ -521,7 +552,9 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
                 raise
             result = {"loaded": copied.copied - copied.skipped, "skipped": copied.skipped, "read": copied.copied}
         else:
-            result = bs.load_export(src, dst, bucket, export, s3, path_started_at, write_units=write_units,
+            # A Kinesis path replicates every change from its start time on, whenever its processors started.
+            replicated_from = path_started_at if replays_from is None else replays_from
+            result = bs.load_export(src, dst, bucket, export, s3, replicated_from, write_units=write_units,
                                     put_request=put_request, resume=resume, state_path=state_file,
                                     shape=shape)
         bs.check_tombstones_kept(dst, version_attribute)
@@ -548,7 +581,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         stop_daemon(started.daemon)
         raise
     if as_json:
-        _emit_json(bs.as_json(result, started, check, status, path_started_at))
+        _emit_json({**bs.as_json(result, started, check, status, path_started_at), "replays_from": replays_from})
     if not exit_after_check:
         sys.exit(status or 0)
     sys.exit(0 if not check.discrepancies and status == 0 else 1)

@@ -23,6 +23,9 @@ the loaded image of that key is written, would let the image back in. A tombston
 DynamoDB's TTL on ``<versionAttribute>_tombstone``; bootstrap refuses a replica where that TTL is on, and
 checks it again when the load ends. So tombstones live as long as the bootstrap, however long; TTL may be
 enabled once it is over (each tombstone then goes 24 hours after its delete, as the path intends).
+
+A Kinesis ``dynamodb-cdc`` source (``--source-kinesis-stream``) keeps its records for up to a year, so its
+path starts in the past instead, AT_TIMESTAMP at or before an export's time: ``bootstrap_kinesis``.
 """
 
 from __future__ import annotations
@@ -61,10 +64,10 @@ BOOTSTRAP_OPTIONS = {"sourceRegion": "SRC", "sourceTable": "SRC", "destinationRe
                      "destinationTable": "DST", "sourceEndpoint": "--source-endpoint",
                      "destinationEndpoint": "--destination-endpoint", "taskName": "--task-name",
                      "versionAttribute": "--version-attribute",
-                     "initialPosition": "`replicator run` (bootstrap starts its path at LATEST)",
-                     "initialTimestamp": "`replicator run` (bootstrap starts its path at LATEST)",
-                     "sourceKinesisStream": "`replicator run` (bootstrap replicates SRC's own stream)",
-                     "sourceFormat": "`replicator run` (bootstrap replicates SRC's own stream)",
+                     "initialPosition": "--start-at (bootstrap starts a table path at LATEST)",
+                     "initialTimestamp": "--start-at (bootstrap starts a table path at LATEST)",
+                     "sourceKinesisStream": "--source-kinesis-stream",
+                     "sourceFormat": "--source-format",
                      "includeAttributes": "--include-attributes", "excludeAttributes": "--exclude-attributes",
                      "filter": "--filter", "ttlDeletes": "--ttl-deletes"}
 """The path keys bootstrap sets itself, and what sets each; --kcl-property gives the other path keys."""
@@ -101,9 +104,13 @@ def check_ready(source: Table, destination: Table, path: ReplicationPath, *, joi
     """The stream carries new images, the keys match, the path has never run (or, ``joining``, may have:
     a machine joining with ``--segment``, or ``--resume`` restarting the path from its checkpoints) and
     tombstones are kept."""
-    checks.check_stream(source.description, source.spec.region)
+    if path.is_kinesis:  # its records come from the Kinesis stream (``bootstrap_kinesis``), not the table's own
+        view = None
+    else:
+        checks.check_stream(source.description, source.spec.region)
+        view = source.description["StreamSpecification"]["StreamViewType"]
     check_same_keys(source, destination)
-    note = checks.check_shape(path, source.description, source.description["StreamSpecification"]["StreamViewType"])
+    note = checks.check_shape(path, source.description, view)
     if note:
         _log.warning("ttl_deletes_limited", note=note)
     exists = lease_table_exists(path)
@@ -228,9 +235,10 @@ class Started:
 
 
 def start_replication(path: ReplicationPath, properties: Path, extra: dict[str, str], output: IO[bytes] | None) -> Started:
-    """Start the daemon at LATEST; its output goes to ``output`` (else this process's stdout), read on the
-    way for the processors' ``shard_started`` lines."""
-    path.write_properties(properties, extra={**extra, "initialPositionInStream": "LATEST"})
+    """Start the daemon at LATEST (a Kinesis path: at its initial timestamp); its output goes to ``output``
+    (else this process's stdout), read on the way for the processors' ``shard_started`` lines."""
+    position = {} if path.is_kinesis else {"initialPositionInStream": "LATEST"}
+    path.write_properties(properties, extra={**extra, **position})
     daemon = spawn_daemon(properties, subprocess.PIPE)  # type: ignore[arg-type]
     started = Started(path, properties, daemon)
     sink = output if output is not None else sys.stdout.buffer
@@ -247,7 +255,9 @@ def start_replication(path: ReplicationPath, properties: Path, extra: dict[str, 
 
     threading.Thread(target=tee, name="daemon-output", daemon=True).start()
     _log.info("replication_started", properties=str(properties), lease_table=path.application_name,
-              initial_position="LATEST", version_attribute=path.version_attribute, pid=daemon.pid)
+              initial_position=path.initial_position,
+              initial_timestamp=path.initial_timestamp.isoformat() if path.initial_timestamp else None,
+              version_attribute=path.version_attribute, pid=daemon.pid)
     return started
 
 
