@@ -37,7 +37,8 @@ from botocore.credentials import (
     CredentialResolver,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ProfileNotFound
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from replicator.errors import ReplicatorError
 
@@ -142,11 +143,26 @@ class _Assumed(CredentialProvider):  # type: ignore[misc]
         return self._credentials
 
 
+TRANSIENT_STS_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+                                 "InternalFailure", "IDPCommunicationError"})
+
+
+def transient(exc: ClientError) -> bool:
+    """An STS answer worth asking again: throttling or a server error, not a refusal of the role. A path that
+    ran for months must not stop on one slow renewal."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return exc.response.get("Error", {}).get("Code") in TRANSIENT_STS_CODES or status >= 500
+
+
 def _refresher(fetcher: AssumeRoleCredentialFetcher, credentials: Credentials, side: str | None) -> Any:
     def refresh() -> dict[str, Any]:
         try:
             metadata: dict[str, Any] = fetcher.fetch_credentials()
+        except (BotoConnectionError, HTTPClientError):
+            raise  # STS unreachable for now: the request that needed the renewal is retried as any other is
         except ClientError as exc:
+            if transient(exc):
+                raise  # STS throttled or failed: retried (changes.writer.is_retryable), not a refused role
             error = exc.response.get("Error", {})
             raise ReplicatorError(
                 f"cannot assume {_option(side, 'role-arn')} {credentials.role_arn}: {error.get('Code')}: "

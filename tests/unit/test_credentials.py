@@ -107,6 +107,54 @@ def test_assumed_credentials_are_renewed_and_the_client_keeps_working(sts_checke
     assert name not in clients.dynamodb("eu-west-1", sts_checked).list_tables()["TableNames"]
 
 
+class _Fetcher:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def fetch_credentials(self) -> dict:
+        raise self.error
+
+
+def _sts_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "AssumeRole")
+
+
+@pytest.mark.parametrize("error", [
+    _sts_error("Throttling", 400), _sts_error("InternalFailure", 500), _sts_error("ServiceUnavailable", 503),
+], ids=["throttled", "internal", "unavailable"])
+def test_a_renewal_that_sts_throttles_or_fails_is_retried_by_the_writer_not_a_stopped_path(error):
+    """A running path renews its role every hour for months: one throttled or failed AssumeRole must reach
+    the writer as the retryable error it is, not as the one-line refusal that stops the path."""
+    from replicator.changes.writer import is_retryable
+
+    refresh = credentials._refresher(_Fetcher(error), Credentials("arn:aws:iam::222222222222:role/r"), "destination")
+    with pytest.raises(type(error)) as raised:
+        refresh()
+    assert is_retryable(raised.value)
+
+
+def test_a_renewal_that_sts_cannot_reach_is_retried_by_the_writer():
+    from botocore.exceptions import EndpointConnectionError
+
+    from replicator.changes.writer import is_retryable
+
+    refresh = credentials._refresher(_Fetcher(EndpointConnectionError(endpoint_url="https://sts")),
+                                     Credentials("arn:aws:iam::222222222222:role/r"), "destination")
+    with pytest.raises(EndpointConnectionError) as raised:
+        refresh()
+    assert is_retryable(raised.value)
+
+
+def test_a_renewal_the_role_refuses_is_the_one_line_that_stops_the_path():
+    refresh = credentials._refresher(_Fetcher(_sts_error("AccessDenied", 403)),
+                                     Credentials("arn:aws:iam::222222222222:role/r"), "destination")
+    with pytest.raises(ReplicatorError, match="cannot assume --destination-role-arn .*AccessDenied"):
+        refresh()
+
+
 def test_the_path_keys_hold_the_settings_and_round_trip_through_the_properties_file(tmp_path, monkeypatch):
     for name, value in MARKED.items():
         monkeypatch.setenv(name, value)
