@@ -413,7 +413,7 @@ def restore_table_command(url: str, table: str, destination_endpoint: str | None
 @shape_options(ttl=True)
 @json_option
 @friendly_errors
-@with_credentials("source", "destination", "kcl", "cloudwatch")
+@with_credentials("source", "destination", "kcl", "cloudwatch", "s3")
 def bootstrap_command(source: str, destination: str, source_endpoint: str | None, destination_endpoint: str | None,
                       load: str, segment: int | None, segments: int | None, read_units: float | None,
                       write_units: float | None, page_size: int | None, resume: bool, state_file: Path | None,
@@ -481,7 +481,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
     s3 = s3_endpoint or source_endpoint
     replays_from: float | None = None  # a Kinesis path's start time: it replicates every change from then on
     if kinesis_stream is not None:
-        export_at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3) if export is not None else None
+        export_at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3, s3_credentials=side(sides, "s3")) if export is not None else None
         replays_from = bk.start_time(export_at, starts_at)
         summary = bk.stream_summary(src, kinesis_stream)
         bk.check_retention(kinesis_stream, int(summary.get("RetentionPeriodHours", 24)), replays_from)
@@ -503,7 +503,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
         if export_bucket is not None:
             bs.check_point_in_time_recovery(src)
         if export is not None and kinesis_stream is None:
-            at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3)
+            at = ex.export_time(export, region=src.spec.region, s3_endpoint=s3, s3_credentials=side(sides, "s3"))
             ex.check_after_start(at, time.time(), export)  # a path started now is always after an existing export
     shards = bk.open_shards(src, kinesis_stream) if kinesis_stream is not None else bs.open_shards(src)
     put_request = absent_key_put(src.key_names[0], version_attribute)
@@ -556,7 +556,7 @@ def bootstrap_command(source: str, destination: str, source_endpoint: str | None
             replicated_from = path_started_at if replays_from is None else replays_from
             result = bs.load_export(src, dst, bucket, export, s3, replicated_from, write_units=write_units,
                                     put_request=put_request, resume=resume, state_path=state_file,
-                                    shape=shape)
+                                    shape=shape, s3_credentials=side(sides, "s3"))
         bs.check_tombstones_kept(dst, version_attribute)
         click.echo(f"Loaded {result['loaded']} items, skipped {result['skipped']} (the path had written their "
                    "keys); checking")

@@ -48,7 +48,7 @@ from replicator.changes.codec import Change
 from replicator.changes.versions import TOMBSTONE_SUFFIX
 from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
-from replicator.credentials import Credentials
+from replicator.credentials import DEFAULT, Credentials
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
@@ -78,6 +78,8 @@ def credential_settings(sides: dict[str, Credentials]) -> dict[str, str]:
     """The path settings (by field name) of each side's credentials, as `replicator run` takes them."""
     found: dict[str, str] = {}
     for name, creds in sides.items():
+        if name == "s3":
+            continue  # the export's bucket: bootstrap's own reads, not the path's
         for what in ("role_arn", "external_id", "profile"):
             value = getattr(creds, what)
             if value is not None:
@@ -310,28 +312,30 @@ def log_path_started(path: ReplicationPath, shards: set[str], at: float) -> None
 def load_export(source: Table, destination: Table, bucket: tuple[str, str] | None, url: str | None,
                 s3_endpoint: str | None, path_started_at: float, *, write_units: float | None,
                 put_request: Callable[[str, Change], dict[str, Any]], resume: bool = False,
-                state_path: Path | None = None, shape: ReplicaShape = KEEP_ALL) -> dict[str, Any]:
+                state_path: Path | None = None, shape: ReplicaShape = KEEP_ALL,
+                s3_credentials: Credentials | None = None) -> dict[str, Any]:
     """``--load export``: export the source now (``bucket``) or take the export at ``url``, check that it is
     of a time after the path started, and load it through restore-table's reader with the loader's
     conditional puts."""
     from replicator.tables import export as ex
     from replicator.tables.restore import restore_table
 
+    s3 = s3_credentials or DEFAULT
     if bucket is not None:
-        description = ex.request_export(source, *bucket)
+        description = ex.request_export(source, *bucket, s3_credentials=s3)
         url = ex.export_url(description)
         export_at = description["ExportTime"].timestamp()
         ex.check_after_start(export_at, path_started_at, url)
         ex.wait_for_export(source, description["ExportArn"])
     else:
         assert url is not None
-        export_at = ex.export_time(url, region=source.spec.region, s3_endpoint=s3_endpoint)
+        export_at = ex.export_time(url, region=source.spec.region, s3_endpoint=s3_endpoint, s3_credentials=s3)
         ex.check_after_start(export_at, path_started_at, url)
     _log.info("export_loading", url=url, export_time=datetime.fromtimestamp(export_at, timezone.utc).isoformat(),
               after_path_start_s=round(export_at - path_started_at, 3))
     restored = restore_table(url, destination, s3_endpoint=s3_endpoint, write_units=write_units, resume=resume,
                              force=True, state_path=state_path, put_request=put_request,
-                             shape=shape)
+                             shape=shape, s3_credentials=s3)
     return {"loaded": restored.restored, "skipped": restored.present,
             "read": restored.restored + restored.present + restored.left_out,
             "export": url, "export_time": datetime.fromtimestamp(export_at, timezone.utc).isoformat()}

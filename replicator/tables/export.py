@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from replicator import log
+from replicator.credentials import DEFAULT, Credentials
 from replicator.errors import ReplicatorError
 from replicator.tables.restore import EXPORT_SUMMARY
 from replicator.tables.spec import Table
@@ -37,10 +38,13 @@ def bucket_of(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
-def request_export(source: Table, bucket: str, prefix: str) -> dict[str, Any]:
-    """Ask for a full DynamoDB JSON export of ``source`` as of now; its ExportDescription."""
+def request_export(source: Table, bucket: str, prefix: str, s3_credentials: Credentials = DEFAULT) -> dict[str, Any]:
+    """Ask for a full DynamoDB JSON export of ``source`` as of now; its ExportDescription. A bucket reached
+    through ``--s3-role-arn`` is in that role's account, which DynamoDB must be told (S3BucketOwner)."""
     kwargs: dict[str, Any] = {"TableArn": source.description["TableArn"], "S3Bucket": bucket,
                               "ExportFormat": "DYNAMODB_JSON", "ExportType": "FULL_EXPORT"}
+    if s3_credentials.account is not None:
+        kwargs["S3BucketOwner"] = s3_credentials.account
     if prefix:
         kwargs["S3Prefix"] = prefix
     try:
@@ -86,9 +90,9 @@ def export_url(description: dict[str, Any]) -> str:
     return f"s3://{description['S3Bucket']}/{folder}"
 
 
-def export_time(url: str, *, region: str, s3_endpoint: str | None) -> float:
+def export_time(url: str, *, region: str, s3_endpoint: str | None, s3_credentials: Credentials = DEFAULT) -> float:
     """The epoch time an export at ``url`` is of, from its manifest-summary.json."""
-    store, name = open_job(url, region=region, s3_endpoint=s3_endpoint)
+    store, name = open_job(url, region=region, s3_endpoint=s3_endpoint, s3_credentials=s3_credentials)
     key = f"{name}/{EXPORT_SUMMARY}"
     if not store.exists(key):
         raise ReplicatorError(f"{store.url_of(key)} does not exist: give a DynamoDB export's folder "

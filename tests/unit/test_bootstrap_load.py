@@ -247,3 +247,25 @@ def test_bootstrap_refuses_an_export_older_than_the_path_before_it_starts_anythi
     assert "before the path started" in line and "export again (--export-bucket)" in line
     assert list(work.iterdir()) == []  # no properties file
     assert set(client.list_tables()["TableNames"]) == tables_before  # no lease table: no path was started
+
+
+def test_an_export_into_a_bucket_reached_through_a_role_names_the_roles_account_as_its_owner():
+    """DynamoDB writes an export into another account's bucket only when told whose it is (S3BucketOwner)."""
+    from types import SimpleNamespace
+
+    from replicator.credentials import Credentials
+    from replicator.tables import export as ex
+
+    asked: list[dict] = []
+
+    def export_table_to_point_in_time(**kwargs):
+        asked.append(kwargs)
+        return {"ExportDescription": {"ExportArn": "arn:aws:dynamodb:us-east-1:111111111111:table/t/export/1"}}
+
+    source = SimpleNamespace(description={"TableArn": "arn:aws:dynamodb:us-east-1:111111111111:table/t"},
+                             client=SimpleNamespace(export_table_to_point_in_time=export_table_to_point_in_time),
+                             spec="us-east-1/t")
+    ex.request_export(source, "exports", "p", Credentials("arn:aws:iam::333333333333:role/exports"))
+    ex.request_export(source, "exports", "p")
+    assert asked[0]["S3BucketOwner"] == "333333333333"
+    assert "S3BucketOwner" not in asked[1]
