@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from replicator.errors import ReplicatorError
+from replicator.kcl import shard
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_CLASS = "replicator.daemon.StreamsMultiLangDaemon"
@@ -87,7 +88,14 @@ def environment(paths: Mapping[Path, Mapping[str, str]], refused: Mapping[Path, 
 
 
 def exec_daemon(argv: list[str], env: dict[str, str]) -> None:
-    """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself."""
+    """Replace this process with the daemon, so that supervisord's or Docker's signals reach Java itself.
+
+    The processors' zygote is started first, for this pid (the daemon's once exec'd), so that it has loaded
+    while the JVM starts; if it cannot be, the first shard's shim starts it (``kcl.shard``)."""
+    try:
+        shard.start_ahead(os.getpid(), env)
+    except OSError:
+        pass  # the first shim starts it, or runs its processor itself and says why
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)

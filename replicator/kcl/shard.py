@@ -11,7 +11,8 @@ Rules it keeps:
 
 * one zygote per daemon (this process's parent): started by the first shim that finds none, under a lock,
   so two shims starting at once start one; its socket is named after the daemon's pid, so a restarted daemon
-  never reaches an old zygote;
+  never reaches an old zygote; `replicator run` starts it ahead (``start_ahead``), holding that lock until
+  it answers, so that the first shard's processor does not wait for its loading (about a second);
 * the shim ignores SIGTERM and SIGINT as the processor does (the daemon ends processors through the
   protocol); a shim killed otherwise (SIGKILL) closes its socket, and the zygote then kills its processor;
 * the processor's exit status becomes the shim's: its code, or the same signal;
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import NoReturn
 
 ZYGOTE_ENV = "REPLICATOR_ZYGOTE"
+LOCK_FD_ENV = "REPLICATOR_ZYGOTE_LOCK_FD"
+"""The descriptor of the start lock a zygote started ahead holds until it answers (``start_ahead``)."""
 DAEMON_PID_ENV = "REPLICATOR_DAEMON_PID"  # kcl.ratelimit reads it: the bucket is the daemon's, not the zygote's
 START_TIMEOUT_S = 60.0
 """How long the first shim waits for a zygote to load everything (about a second; more on a loaded machine)."""
@@ -98,6 +101,28 @@ def connect_or_start(daemon_pid: int) -> socket.socket:
     if sock is None:
         raise OSError(f"the zygote at {path} does not answer")
     return sock
+
+
+def start_ahead(daemon_pid: int, env: dict[str, str]) -> None:
+    """Start the zygote of the daemon that is about to be ``daemon_pid`` (raises OSError).
+
+    It inherits the start lock, taken here, and lets it go once it answers: a shim that comes earlier waits
+    for it under the lock, as for a zygote another shim started. If it fails, the lock goes with it and the
+    first shim starts one, as without this. This process's own copy of the lock's descriptor is closed by
+    the exec that follows (it is not inheritable)."""
+    if env.get(ZYGOTE_ENV) == "off":
+        return
+    path = socket_path(daemon_pid)
+    lock = os.open(path.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    path.unlink(missing_ok=True)
+    import subprocess  # replicator run's import, not a shim's
+
+    subprocess.Popen(
+        [sys.executable, "-m", "replicator.kcl.zygote", str(path), str(daemon_pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(lock,),
+        env={**env, LOCK_FD_ENV: str(lock)},
+    )
 
 
 def hand_over(sock: socket.socket) -> None:

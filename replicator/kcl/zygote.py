@@ -32,6 +32,8 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from replicator.kcl.shard import LOCK_FD_ENV
+
 PR_SET_PDEATHSIG = 1
 MAX_REQUEST = 1 << 20
 """A request is a shim's environment (kilobytes) as JSON: one datagram of the socket (SOCK_SEQPACKET)."""
@@ -203,6 +205,8 @@ def main() -> None:
     path, daemon_pid = Path(sys.argv[1]), int(sys.argv[2])
     preload()
     zygote = Zygote(path, daemon_pid)
+    if LOCK_FD_ENV in os.environ:  # started ahead by `replicator run`: the shims may come now
+        os.close(int(os.environ.pop(LOCK_FD_ENV)))
     gc.collect()
     gc.freeze()  # what is loaded now stays shared: the collector of a child never writes to it
     sys.stdout.write("ready\n")

@@ -4,6 +4,7 @@ daemon). The processor tests of test_processor.py that start a processor run aga
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -166,3 +167,36 @@ def test_without_a_zygote_the_shim_runs_the_processor_itself_and_says_so(child_f
     assert zygotes_of(runtime, os.getpid()) == []
     assert child.close() == 0
     assert any('"zygote_unavailable"' in line for line in child.stderr)
+
+
+def test_a_zygote_started_ahead_by_replicator_run_serves_the_first_shim(tmp_path, moto_endpoint, runtime):
+    table = unique_table("dest")
+    create_pk_table(endpoint_client(moto_endpoint), table)
+    properties = tmp_path / "p.properties"
+    ReplicationPath(source_region="us-east-1", source_table="source-table", destination_region="us-east-1",
+                    destination_table=table, destination_endpoint=moto_endpoint,
+                    dont_publish_cloudwatch=True).write_properties(properties)
+    # As `replicator run` does: start the zygote ahead for this pid, then exec the daemon (a stand-in that
+    # spawns one shim at once, before the zygote can have loaded, and waits).
+    line = (json.dumps(INITIALIZE) + "\n").encode()
+    stand_in = ("import subprocess, time\n"
+                f"p = subprocess.Popen({SHIM!r}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n"
+                f"p.stdin.write({line!r}); p.stdin.flush()\n"
+                "answer = b''\n"
+                "while not answer.strip(): answer = p.stdout.readline()\n"
+                "print(answer.decode().strip(), flush=True); time.sleep(120)")
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys\nfrom replicator.kcl import launcher\n"
+         f"launcher.exec_daemon([sys.executable, '-c', {stand_in!r}], dict(os.environ))"],
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime), "REPLICATOR_PROPERTIES": str(properties)},
+        stdout=subprocess.PIPE)
+    try:
+        assert daemon.stdout is not None
+        assert '"responseFor": "initialize"' in daemon.stdout.readline().decode().replace('":"', '": "')
+        (zygote,) = zygotes_of(runtime, daemon.pid)
+        assert parent_of(zygote) == daemon.pid  # started by replicator run, not by the shim
+        (shim,) = [pid for pid in children_of(daemon.pid) if pid != zygote]
+        assert children_of(shim) == [] and len(children_of(zygote)) == 1
+    finally:
+        daemon.kill()
+        daemon.wait()
