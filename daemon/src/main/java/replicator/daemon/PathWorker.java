@@ -49,7 +49,7 @@ import software.amazon.kinesis.retrieval.polling.PollingConfig;
  *
  * <p>A table path's scheduler is the DynamoDB Streams adapter's; a Kinesis path's (sourceKinesisStream set)
  * is a plain KCL Scheduler polling the stream. Both get the same lease pre-creation ({@link InitialLeases}),
- * hand-back at a complete graceful stop ({@link LeaseHandback}) and leader-lock reaper
+ * fair share of unowned leases taken at start ({@link StartingShare}), hand-back at a complete graceful stop ({@link LeaseHandback}) and leader-lock reaper
  * ({@link StaleLeaderLockReaper}).
  *
  * <p>A path stops by itself when one of its processors' children fails (a non-retryable error: the child
@@ -78,6 +78,7 @@ final class PathWorker {
     private ScheduledFuture<?> reaping;
     private PathChildProcesses children;
     private String workerId;
+    private LeaseManagementConfig leaseConfig;
     private String applicationName = "?";
     private long graceMillis = 60_000L;
 
@@ -115,7 +116,11 @@ final class PathWorker {
         } finally {
             built.countDown();
         }
+        StartingShare share = StartingShare.announce(leaseConfig, workerId);
         InitialLeases.createIfEmpty(scheduler);
+        if (share != null) {
+            share.take(scheduler.leaseRefresher());
+        }
         synchronized (this) {
             if (stopRequested) {
                 return;
@@ -180,6 +185,7 @@ final class PathWorker {
                 }
                 if (done) {
                     LeaseHandback.release(scheduler.leaseRefresher(), workerId);
+                    StartingShare.forget(leaseConfig, workerId);
                 }
             }
             if (reaping != null) {
@@ -272,6 +278,7 @@ final class PathWorker {
         CheckpointConfig checkpoint = configs.checkpointConfig();
         CoordinatorConfig coordinator = configs.coordinatorConfig();
         LeaseManagementConfig leases = configs.leaseManagementConfig();
+        leaseConfig = leases;
         LifecycleConfig lifecycle = configs.lifecycleConfig();
         MetricsConfig metrics = configs.metricsConfig();
         ProcessorConfig processor = configs.processorConfig();
