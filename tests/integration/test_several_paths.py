@@ -155,6 +155,14 @@ def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and
         wait_exact(sandbox, [("delta", "delta-replica")], daemon, timeout_s=120)
         assert len(java_processes(daemon)) == 1
 
+        # A copy of delta's file under another name is the same path (one lease table): refused in one line,
+        # not a second worker of delta in the JVM.
+        (paths_dir / "delta-copy.properties").write_bytes((paths_dir / "delta.properties").read_bytes())
+        os.kill(daemon.pid, signal.SIGHUP)
+        text = log_when(log, "delta-copy.properties not started", timeout_s=30)
+        assert "it is the same path as" in text and "delta.properties" in text
+        (paths_dir / "delta-copy.properties").unlink()
+
         # Its file removed, without SIGHUP: the directory's poll (every 30 s) stops the path and hands its leases back.
         delta = table_path(sandbox, "delta")
         (paths_dir / "delta.properties").unlink()

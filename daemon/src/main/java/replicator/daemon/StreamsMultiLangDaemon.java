@@ -8,6 +8,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.Semaphore;
@@ -122,12 +123,34 @@ public final class StreamsMultiLangDaemon {
         }
     }
 
+    /**
+     * Starts a checked path file, unless another file of this daemon is the same path (one lease table): that
+     * would be a second worker of it in this JVM. `replicator run` refuses such files among those it starts
+     * with; this refuses a file added later to a paths directory the same way, in one line.
+     */
     private void start(Path file, Map<String, String> environment) {
+        Optional<String> leaseTable = leaseTable(file);
         PathWorker worker = new PathWorker(file, environment, reaper, failed -> wake.release());
         synchronized (workers) {
+            for (Map.Entry<Path, PathWorker> other : workers.entrySet()) {
+                if (!other.getKey().equals(file) && leaseTable.isPresent()
+                        && leaseTable.equals(leaseTable(other.getKey()))) {
+                    log.error("Path file {} not started: it is the same path as {} (lease table {}): remove one of "
+                            + "the two files", file, other.getKey(), leaseTable.get());
+                    return;
+                }
+            }
             workers.put(file, worker);
         }
         worker.start();
+    }
+
+    private static Optional<String> leaseTable(Path file) {
+        try {
+            return PathProperties.string(PathProperties.load(file), "applicationName");
+        } catch (java.io.IOException e) {
+            return Optional.empty();
+        }
     }
 
     /**
