@@ -38,6 +38,7 @@ bench: setup $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench.backup
 	$(VENV)/bin/python -m bench.kinesis
 	$(VENV)/bin/python -m bench.paths
+	$(VENV)/bin/python -m bench.startup
 	$(VENV)/bin/python -m bench.bootstrap
 	$(VENV)/bin/python -m bench.memory
 
