@@ -101,6 +101,17 @@ def wait_until(condition, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def path_file(tmp_path: Path, moto_endpoint: str) -> Path:
+    """A path's properties file, its replica a new table on the moto server."""
+    table = unique_table("dest")
+    create_pk_table(endpoint_client(moto_endpoint), table)
+    properties = tmp_path / "p.properties"
+    ReplicationPath(source_region="us-east-1", source_table="source-table", destination_region="us-east-1",
+                    destination_table=table, destination_endpoint=moto_endpoint,
+                    dont_publish_cloudwatch=True).write_properties(properties)
+    return properties
+
+
 def started_processor(child_factory, moto_endpoint) -> Child:
     table = unique_table("dest")
     create_pk_table(endpoint_client(moto_endpoint), table)
@@ -139,12 +150,7 @@ def test_a_processor_killed_by_a_signal_is_mirrored_by_its_shim(child_factory, m
 
 
 def test_the_zygote_and_its_processors_end_with_their_daemon(tmp_path, moto_endpoint, runtime):
-    table = unique_table("dest")
-    create_pk_table(endpoint_client(moto_endpoint), table)
-    properties = tmp_path / "p.properties"
-    ReplicationPath(source_region="us-east-1", source_table="source-table", destination_region="us-east-1",
-                    destination_table=table, destination_endpoint=moto_endpoint,
-                    dont_publish_cloudwatch=True).write_properties(properties)
+    properties = path_file(tmp_path, moto_endpoint)
     # A stand-in daemon: it spawns the shim on a pipe it keeps open, then waits to be killed.
     daemon = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys, time\n"
@@ -170,12 +176,7 @@ def test_without_a_zygote_the_shim_runs_the_processor_itself_and_says_so(child_f
 
 
 def test_a_zygote_started_ahead_by_replicator_run_serves_the_first_shim(tmp_path, moto_endpoint, runtime):
-    table = unique_table("dest")
-    create_pk_table(endpoint_client(moto_endpoint), table)
-    properties = tmp_path / "p.properties"
-    ReplicationPath(source_region="us-east-1", source_table="source-table", destination_region="us-east-1",
-                    destination_table=table, destination_endpoint=moto_endpoint,
-                    dont_publish_cloudwatch=True).write_properties(properties)
+    properties = path_file(tmp_path, moto_endpoint)
     # As `replicator run` does: start the zygote ahead for this pid, then exec the daemon (a stand-in that
     # spawns one shim at once, before the zygote can have loaded, and waits).
     line = (json.dumps(INITIALIZE) + "\n").encode()
