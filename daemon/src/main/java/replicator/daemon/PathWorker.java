@@ -49,8 +49,8 @@ import software.amazon.kinesis.retrieval.polling.PollingConfig;
  *
  * <p>A table path's scheduler is the DynamoDB Streams adapter's; a Kinesis path's (sourceKinesisStream set)
  * is a plain KCL Scheduler polling the stream. Both get the same lease pre-creation ({@link InitialLeases}),
- * fair share of unowned leases taken at start ({@link StartingShare}), hand-back at a complete graceful stop ({@link LeaseHandback}) and leader-lock reaper
- * ({@link StaleLeaderLockReaper}).
+ * fair share of unowned leases taken at start ({@link StartingShare}), hand-back at a complete graceful
+ * stop ({@link LeaseHandback}) and leader-lock reaper ({@link StaleLeaderLockReaper}).
  *
  * <p>A path stops by itself when one of its processors' children fails (a non-retryable error: the child
  * exits without checkpointing): it is stopped gracefully (its other shards checkpoint what they wrote, the
@@ -123,6 +123,9 @@ final class PathWorker {
         }
         synchronized (this) {
             if (stopRequested) {
+                // Stopped while starting: no processor ran, so the leases just taken go back at once.
+                LeaseHandback.release(scheduler.leaseRefresher(), workerId);
+                StartingShare.forget(leaseConfig, workerId);
                 return;
             }
             scheduling = true;
