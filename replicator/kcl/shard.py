@@ -73,6 +73,11 @@ def _connect(path: Path) -> socket.socket | None:
         return None
 
 
+def zygote_command(path: Path, daemon_pid: int) -> list[str]:
+    """The zygote of ``daemon_pid`` on socket ``path``, as the first shim and `replicator run` start it."""
+    return [sys.executable, "-m", "replicator.kcl.zygote", str(path), str(daemon_pid)]
+
+
 def connect_or_start(daemon_pid: int) -> socket.socket:
     """A connection to the daemon's zygote, starting it first if there is none (raises OSError)."""
     path = socket_path(daemon_pid)
@@ -88,7 +93,7 @@ def connect_or_start(daemon_pid: int) -> socket.socket:
         import subprocess  # only the first shim starts a zygote: the others do without this import
 
         zygote = subprocess.Popen(
-            [sys.executable, "-m", "replicator.kcl.zygote", str(path), str(daemon_pid)],
+            zygote_command(path, daemon_pid),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # stderr: ours, until it is ready
         )
         assert zygote.stdout is not None
@@ -119,7 +124,7 @@ def start_ahead(daemon_pid: int, env: dict[str, str]) -> None:
     import subprocess  # replicator run's import, not a shim's
 
     subprocess.Popen(
-        [sys.executable, "-m", "replicator.kcl.zygote", str(path), str(daemon_pid)],
+        zygote_command(path, daemon_pid),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(lock,),
         env={**env, LOCK_FD_ENV: str(lock)},
     )

@@ -63,6 +63,8 @@ final class PathWorker {
     enum State { RUNNING, STOPPED, FAILED }
 
     final Path file;
+    /** The path's lease table (applicationName) as its file names it, read once: how the daemon tells two files of one path. */
+    final Optional<String> leaseTable;
     private final Map<String, String> environment;
     private final ScheduledExecutorService reaperExecutor;
     private final Consumer<PathWorker> onFailed;
@@ -85,6 +87,7 @@ final class PathWorker {
     PathWorker(Path file, Map<String, String> environment, ScheduledExecutorService reaperExecutor,
             Consumer<PathWorker> onFailed) {
         this.file = file;
+        this.leaseTable = leaseTableOf(file);
         this.environment = environment;
         this.reaperExecutor = reaperExecutor;
         this.onFailed = onFailed;
@@ -334,6 +337,14 @@ final class PathWorker {
         CoordinatorConfig coordinator = (CoordinatorConfig) byClass.get(CoordinatorConfig.class);
         ConfigurationSettableUtils.resolveFields(
                 kcl.getCoordinatorStateTableConfigBean(), coordinator.coordinatorStateTableConfig());
+    }
+
+    private static Optional<String> leaseTableOf(Path file) {
+        try {
+            return PathProperties.string(PathProperties.load(file), "applicationName");
+        } catch (java.io.IOException e) {
+            return Optional.empty();  // build() reports the unreadable file when the path starts
+        }
     }
 
     /** The table's newest stream: stream labels are creation timestamps, so the greatest label is the newest. */

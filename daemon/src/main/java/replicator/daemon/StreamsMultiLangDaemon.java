@@ -8,7 +8,6 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.Semaphore;
@@ -129,28 +128,19 @@ public final class StreamsMultiLangDaemon {
      * with; this refuses a file added later to a paths directory the same way, in one line.
      */
     private void start(Path file, Map<String, String> environment) {
-        Optional<String> leaseTable = leaseTable(file);
         PathWorker worker = new PathWorker(file, environment, reaper, failed -> wake.release());
         synchronized (workers) {
-            for (Map.Entry<Path, PathWorker> other : workers.entrySet()) {
-                if (!other.getKey().equals(file) && leaseTable.isPresent()
-                        && leaseTable.equals(leaseTable(other.getKey()))) {
+            for (PathWorker other : workers.values()) {
+                if (!other.file.equals(file) && worker.leaseTable.isPresent()
+                        && worker.leaseTable.equals(other.leaseTable)) {
                     log.error("Path file {} not started: it is the same path as {} (lease table {}): remove one of "
-                            + "the two files", file, other.getKey(), leaseTable.get());
+                            + "the two files", file, other.file, worker.leaseTable.get());
                     return;
                 }
             }
             workers.put(file, worker);
         }
         worker.start();
-    }
-
-    private static Optional<String> leaseTable(Path file) {
-        try {
-            return PathProperties.string(PathProperties.load(file), "applicationName");
-        } catch (java.io.IOException e) {
-            return Optional.empty();
-        }
     }
 
     /**
