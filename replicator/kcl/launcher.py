@@ -57,12 +57,27 @@ def classpath() -> str:
     return os.pathsep.join([str(jar), str(home / "lib" / "*")])
 
 
+CLASS_ARCHIVE_ENV = "REPLICATOR_CLASS_ARCHIVE"
+"""Where the daemon's class archive is (default: beside its jar), or ``none`` to start the JVM without one."""
+
+
+def class_archive() -> Path | None:
+    """The daemon's class archive (``local.class_archive`` trains it): its classes mapped ready-made at start."""
+    chosen = os.environ.get(CLASS_ARCHIVE_ENV, "")
+    if chosen.lower() == "none":
+        return None
+    return Path(chosen) if chosen else daemon_dir() / "replicator-daemon.jsa"
+
+
 def command(*properties: Path, directory: Path | None = None, java: str | None = None, heap: str = "512m") -> list[str]:
     """The daemon for these path files, or for every path file of ``directory`` (followed while it runs)."""
     paths = (["--dir", os.path.abspath(directory)] if directory is not None
              else [os.path.abspath(p) for p in properties])
+    # Without the archive (not trained yet), or with one the JVM finds stale, the daemon starts ~1 s slower.
+    archive = class_archive()
+    sharing = [f"-XX:SharedArchiveFile={archive}"] if archive is not None and archive.is_file() else []
     # Our logging configuration under its own name: the MultiLang jar ships a logback.xml as well.
-    return [java or find_java(), f"-Xmx{heap}", "-Dlogback.configurationFile=replicator-logback.xml",
+    return [java or find_java(), f"-Xmx{heap}", *sharing, "-Dlogback.configurationFile=replicator-logback.xml",
             "-cp", classpath(), MAIN_CLASS, *paths]
 
 

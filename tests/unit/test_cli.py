@@ -155,6 +155,15 @@ def test_run_writes_the_cloudwatch_endpoint_where_the_launcher_and_processors_re
     assert path_from_properties(props).cloudwatch_endpoint == "http://127.0.0.1:4566"
 
 
+def test_run_says_when_the_daemon_starts_without_its_class_archive(tmp_path, monkeypatch, good_tables, capfd):
+    monkeypatch.setenv("REPLICATOR_CLASS_ARCHIVE", str(tmp_path / "untrained.jsa"))
+    result, execs = run_in_process(monkeypatch, tmp_path, *good_tables, "--write-properties", "p.properties")
+    assert result.exit_code == 0, result.output
+    assert execs == [tmp_path / "p.properties"]
+    warning = [line for line in (result.output + capfd.readouterr().err).splitlines() if "class_archive_missing" in line]
+    assert len(warning) == 1 and "make setup" in warning[0] and "untrained.jsa" in warning[0]
+
+
 @pytest.mark.parametrize("refusal, expected", [
     (["--version-attribute", "pk"], "versionAttribute pk reserves pk"),
     (["--destination-endpoint", "http://127.0.0.1:1"], "cannot reach destination table"),

@@ -108,3 +108,25 @@ def test_compose_local_service_is_replicator_local_with_the_local_extra() -> Non
     assert command[0] == "local" and ctx.params["host"] == "0.0.0.0"
     assert local["ports"] == [f"127.0.0.1:{ctx.params['port']}:{ctx.params['port']}"]
     assert all(s in ("local", "replicator") for s in compose["services"])
+
+
+def test_dockerfile_trains_the_class_archive_with_the_makefiles_command() -> None:
+    variables = makefile_variables()
+    training = [expand(c, variables) for c in makefile_recipe("$(CLASS_ARCHIVE):")]
+    assert training == [".venv/bin/python -m replicator.local.class_archive"]
+    assert any(run.endswith("/opt/replicator/venv/bin/python -m replicator.local.class_archive")
+               for run in docker_runs())
+    home = re.search(r"REPLICATOR_DAEMON_HOME=(\S+)", DOCKERFILE).group(1)
+    assert f"COPY --from=class-archive {home}/replicator-daemon.jsa {home}/replicator-daemon.jsa" in DOCKERFILE
+
+
+def test_daemon_starts_with_its_class_archive_when_there_is_one(monkeypatch, tmp_path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "replicator-daemon.jar").write_bytes(b"")
+    monkeypatch.setenv("REPLICATOR_DAEMON_HOME", str(tmp_path))
+    properties = tmp_path / "path.properties"
+    assert not any("SharedArchiveFile" in arg for arg in launcher.command(properties, java="java"))
+    (tmp_path / "replicator-daemon.jsa").write_bytes(b"")
+    assert f"-XX:SharedArchiveFile={tmp_path / 'replicator-daemon.jsa'}" in launcher.command(properties, java="java")
+    monkeypatch.setenv(launcher.CLASS_ARCHIVE_ENV, "none")
+    assert not any("SharedArchiveFile" in arg for arg in launcher.command(properties, java="java"))
