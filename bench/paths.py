@@ -1,13 +1,13 @@
 """Start-up of several paths in one daemon against one path, on the local server, in one run.
 
-For N paths (1, then 4: table paths, each with one item already written to its source), the daemon is started
+For N paths (1, 4, then 16: table paths, each with one item already written to its source), the daemon is started
 with ``replicator run --properties-dir`` on a fresh directory of new paths, and timed from the start to
 the first item visible in each path's replica; printed: the slowest path's time (the daemon's start-up for
 N paths) and the ratio to one path's. The paths are new (fresh lease tables). Each count is measured with
 the local trial's KCL timings (``LOCAL_KCL_SETTINGS``) and with KCL's defaults, AWS's own settings (no
 ``--kcl-property``), since a local figure alone would hide what a user on AWS waits for.
 
-Run: `.venv/bin/python -m bench.paths [--counts 1 4]`.
+Run: `.venv/bin/python -m bench.paths [--counts 1 4 16]`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def start_up(sandbox: Sandbox, workdir: Path, count: int, settings: dict[str, st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Sandbox(Path(tmp) / "sandbox") as sandbox:
         rows = []
