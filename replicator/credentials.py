@@ -13,6 +13,11 @@ months on one-hour sessions. A role that cannot be assumed is one line naming th
 credentials themselves (keys, tokens) are never logged or put in a message. A profile or role is a setting,
 not a secret, and goes into the properties file; the external id does too (AWS documents it as not secret).
 
+A role is assumed at AWS's STS endpoint of the side's region, or at ``AWS_ENDPOINT_URL_STS`` when it is set
+(botocore and the Java SDK both read it), never at the side's own ``--*-endpoint``: that one serves DynamoDB,
+S3 or CloudWatch (a VPC endpoint, a FIPS one) and not STS. The local server answers STS too, so a local
+trial across accounts sets ``AWS_ENDPOINT_URL_STS`` to it (``local.sandbox`` does).
+
 ``REPLICATOR_CREDENTIALS_LIFETIME_S`` (tests only) treats assumed credentials as due for renewal that many
 seconds after they were issued, so that a test sees a running path renew them; STS itself refuses sessions
 shorter than 900 s.
@@ -185,25 +190,23 @@ def _refresher(fetcher: AssumeRoleCredentialFetcher, credentials: Credentials, s
     return refresh
 
 
-_sessions: dict[tuple[Credentials, str, str | None, str | None], boto3.session.Session] = {}
+_sessions: dict[tuple[Credentials, str, str | None], boto3.session.Session] = {}
 _lock = threading.Lock()
 
 
-def session(credentials: Credentials, region: str, sts_endpoint: str | None = None,
-            side: str | None = None) -> boto3.session.Session:
-    """A boto3 session for a side: one per settings, region and STS endpoint in this process, so that every
-    client of a side shares one set of assumed credentials and one renewal."""
+def session(credentials: Credentials, region: str, side: str | None = None) -> boto3.session.Session:
+    """A boto3 session for a side: one per settings and region in this process, so that every client of a
+    side shares one set of assumed credentials and one renewal."""
     check(credentials, side)
-    key = (credentials, region, sts_endpoint, side)
+    key = (credentials, region, side)
     with _lock:
         found = _sessions.get(key)
         if found is None:
-            found = _sessions[key] = _new_session(credentials, region, sts_endpoint, side)
+            found = _sessions[key] = _new_session(credentials, region, side)
         return found
 
 
-def _new_session(credentials: Credentials, region: str, sts_endpoint: str | None,
-                 side: str | None) -> boto3.session.Session:
+def _new_session(credentials: Credentials, region: str, side: str | None) -> boto3.session.Session:
     try:
         base = botocore.session.Session(profile=credentials.profile)
         if credentials.profile is not None:
@@ -222,7 +225,8 @@ def _new_session(credentials: Credentials, region: str, sts_endpoint: str | None
     extra: dict[str, Any] = {"RoleSessionName": SESSION_NAME}
     if credentials.external_id is not None:
         extra["ExternalId"] = credentials.external_id
-    creator = functools.partial(base.create_client, region_name=region, endpoint_url=sts_endpoint)
+    # No endpoint_url: AWS's STS endpoint of the region, or AWS_ENDPOINT_URL_STS (botocore reads it).
+    creator = functools.partial(base.create_client, region_name=region)
     fetcher = AssumeRoleCredentialFetcher(creator, source, credentials.role_arn, extra_args=extra, cache=_Forgetful())
     assumed = DeferredRefreshableCredentials(refresh_using=_refresher(fetcher, credentials, side),
                                              method=_Assumed.METHOD)
@@ -233,12 +237,11 @@ def _new_session(credentials: Credentials, region: str, sts_endpoint: str | None
 
 def client(credentials: Credentials, service: str, region: str, endpoint: str | None, config: Any,
            side: str | None = None) -> Any:
-    """A client of ``service`` with the side's credentials; the STS endpoint is the side's endpoint when one
-    is given (the local server answers STS too), else AWS's regional STS endpoint."""
+    """A client of ``service`` at ``endpoint`` (AWS's own if None) with the side's credentials."""
     if credentials.is_default:
         check(credentials, side)
         return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint, config=config)
-    shared = session(credentials, region, endpoint, side)
+    shared = session(credentials, region, side)
     with _lock:  # a boto3 session is not safe for clients made from several threads at once
         return shared.client(service, region_name=region, endpoint_url=endpoint, config=config)
 

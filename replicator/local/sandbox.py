@@ -127,6 +127,9 @@ class Sandbox:
         from replicator.local import accounts
 
         self.env = accounts.account_credentials(self.source_server.endpoint, SOURCE_ACCOUNT)
+        # Roles are assumed at AWS_ENDPOINT_URL_STS, never at a side's endpoint (``credentials``): the server
+        # that holds the destination's role (one server answers STS for both accounts unless separated).
+        self.env["AWS_ENDPOINT_URL_STS"] = self.destination_server.endpoint
         self.role_arn = accounts.create_role(self.destination_server.endpoint, DESTINATION_ACCOUNT, DESTINATION_ROLE,
                                              SOURCE_ACCOUNT, external_id=DESTINATION_EXTERNAL_ID)
         self.source = self.client_with(self.env, self.source_server.endpoint, SOURCE_REGION)

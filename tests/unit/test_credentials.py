@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -27,9 +28,12 @@ MARKED = {"AWS_ACCESS_KEY_ID": "AKIAMARKEDKEY0000001", "AWS_SECRET_ACCESS_KEY": 
 
 
 @pytest.fixture(scope="module")
-def sts_checked(moto_endpoint: str) -> str:
+def sts_checked(moto_endpoint: str) -> Iterator[str]:
+    """The local server, answering STS too: roles are assumed at AWS_ENDPOINT_URL_STS (``credentials``)."""
     accounts.install()
-    return moto_endpoint
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
+        yield moto_endpoint
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +69,16 @@ def test_a_role_gives_clients_in_the_roles_account_and_the_source_account_cannot
     # By its ARN, with the role: DynamoDB takes the ARN as a table name.
     by_arn = f"arn:aws:dynamodb:eu-west-1:{DESTINATION}:table/{name}"
     assert replica.describe_table(TableName=by_arn)["Table"]["TableName"] == name
+
+
+def test_a_role_is_assumed_at_the_sts_endpoint_not_at_the_sides_own(sts_checked):
+    """A side's endpoint serves its service (a VPC endpoint of DynamoDB, say), not STS: the role is assumed at
+    AWS_ENDPOINT_URL_STS (here the local server), even when the side's endpoint answers nothing at all."""
+    arn = role(sts_checked)
+    client = clients.dynamodb("eu-west-1", "http://127.0.0.1:1", side="destination",
+                              credentials=Credentials(arn, "xid-1"))
+    issued = client._request_signer._credentials.get_frozen_credentials()
+    assert issued.token and issued.access_key != os.environ.get("AWS_ACCESS_KEY_ID")
 
 
 @pytest.mark.parametrize("external_id, why", [("wrong-id", "external id does not match"), (None, "external id")])

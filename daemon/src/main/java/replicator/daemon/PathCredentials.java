@@ -1,6 +1,5 @@
 package replicator.daemon;
 
-import java.net.URI;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Properties;
@@ -26,7 +25,9 @@ import software.amazon.awssdk.services.sts.model.AssumeRoleRequest;
  * before it expires, so a path runs for months on one-hour sessions. The role is assumed from
  * {@code sourceProfile}'s credentials if one is set, else from the launcher's own provider. {@code kcl} and
  * {@code cloudWatch} without a role of their own use the source's credentials, as their region defaults to
- * the source's. STS is asked at the side's endpoint when one is set (the local server answers STS too).
+ * the source's. STS is asked at AWS's STS endpoint of the side's region, or at {@code AWS_ENDPOINT_URL_STS}
+ * (the SDK reads it) when it is set: never at the side's own endpoint, which serves DynamoDB or CloudWatch
+ * (a VPC endpoint, say) and not STS.
  *
  * <p>{@code REPLICATOR_CREDENTIALS_LIFETIME_S} (tests only) renews the session that many seconds after it was
  * issued, by a prefetch and stale time just under the session's one hour: STS refuses shorter sessions.
@@ -52,7 +53,6 @@ final class PathCredentials {
             return from;
         }
         StsClientBuilder sts = StsClient.builder().region(region(props, side)).credentialsProvider(from);
-        endpoint(props, side).ifPresent(sts::endpointOverride);
         AssumeRoleRequest.Builder request = AssumeRoleRequest.builder().roleArn(role.get())
                 .roleSessionName(SESSION_NAME).durationSeconds(SESSION_SECONDS);
         value(props, side + "ExternalId").ifPresent(request::externalId);
@@ -73,16 +73,6 @@ final class PathCredentials {
             return Region.of(source);
         }
         return Region.of(value(props, "regionName").or(() -> value(props, "kclRegion")).orElse(source));
-    }
-
-    private static Optional<URI> endpoint(Properties props, String side) {
-        Optional<String> found = switch (side) {
-            case "kcl" -> value(props, "dynamoDBEndpoint").or(() -> value(props, "kclEndpoint"))
-                    .or(() -> value(props, "sourceEndpoint"));
-            case "cloudWatch" -> value(props, "cloudWatchEndpoint");
-            default -> value(props, "sourceEndpoint");
-        };
-        return found.map(URI::create);
     }
 
     private static Optional<String> value(Properties props, String key) {
