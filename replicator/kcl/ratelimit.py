@@ -6,8 +6,8 @@ a small file named after the worker (the daemon's pid, every processor's parent)
 it writes, and may leave the bucket in debt; the processor then sleeps until the debt is paid, so the rate
 over any stretch longer than a second is the cap, and a burst is at most one second's worth.
 
-The files live in this user's private directory (``$XDG_RUNTIME_DIR/replicator``, else
-``<tmp>/replicator-<uid>``, mode 0700), and one owned by someone else or writable by others is refused:
+The files live in this user's private directory (``rundir``: ``replicator-buckets-<uid>`` in
+``$XDG_RUNTIME_DIR``, else ``$TMPDIR`` or /tmp, mode 0700), and one owned or usable by anyone else is refused:
 in a shared /tmp another user could otherwise plant the file, or a link in its place, and set or read
 the bucket. The file counts the processors that have it open; the last to close it removes it, so a
 stopped worker leaves nothing behind, and a worker that is gone without closing (kill -9) has its file
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from replicator.errors import ReplicatorError
+from replicator.kcl import rundir
 
 _STATE = struct.Struct("<ddq")
 """Tokens, the time of the last refill (epoch seconds: shared across processes), the processors holding it."""
@@ -48,20 +47,11 @@ def daemon_pid() -> int:
 
 
 def private_directory() -> Path:
-    """This user's directory for bucket files, created 0700; refused if anyone else could write to it."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(runtime) / "replicator" if runtime else Path(tempfile.gettempdir()) / f"replicator-{os.getuid()}"
+    """This user's directory for bucket files (``rundir``); refused in one line if anyone else could use it."""
     try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise ReplicatorError(
-            f"{path} is not a private directory of this user (a directory owned by uid {os.getuid()}, writable "
-            "by no one else): remove it, or set XDG_RUNTIME_DIR to a directory of your own"
-        )
-    return path
+        return rundir.private_directory("buckets")
+    except OSError as exc:
+        raise ReplicatorError(f"{exc}: remove it, or set XDG_RUNTIME_DIR to a directory of your own") from None
 
 
 def remove_buckets_of_gone_workers(directory: Path) -> None:

@@ -28,11 +28,12 @@ import os
 import select
 import signal
 import socket
-import stat
 import sys
 import time
 from pathlib import Path
 from typing import NoReturn
+
+from replicator.kcl import rundir
 
 ZYGOTE_ENV = "REPLICATOR_ZYGOTE"
 LOCK_FD_ENV = "REPLICATOR_ZYGOTE_LOCK_FD"
@@ -43,20 +44,8 @@ START_TIMEOUT_S = 60.0
 
 
 def zygote_directory() -> Path:
-    """This user's directory for zygote sockets, created 0700 (refused, as OSError, if anyone else could write).
-
-    In XDG_RUNTIME_DIR, else TMPDIR, else /tmp: the standard library's tempfile would choose much the same, at
-    a megabyte of imports in every shim."""
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp")
-    path = base / f"replicator-zygote-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise OSError(f"{path} is not a private directory of this user")
-    return path
+    """This user's directory for zygote sockets (``rundir``; OSError if anyone else could use it)."""
+    return rundir.private_directory("zygote")
 
 
 def socket_path(daemon_pid: int) -> Path:

@@ -523,7 +523,7 @@ def test_a_rate_limited_processor_leaves_no_bucket_file_however_it_ends(moto_end
     child = child_factory(table, max_writes_per_second=100, env={"XDG_RUNTIME_DIR": str(runtime)})
     child.send(INITIALIZE)
     assert child.expect()["responseFor"] == "initialize"
-    (bucket,) = (runtime / "replicator").iterdir()
+    (bucket,) = (runtime / f"replicator-buckets-{os.getuid()}").iterdir()
     assert bucket.name.endswith(f"-{os.getpid()}.bucket")  # named after its worker: here, this test
     record = encode_record("INSERT", {"pk": {"S": "a"}}, {"pk": {"S": "a"}}, SEQ)
     child.send({"action": "processRecords", "records": [kcl_record(record, SEQ)], "millisBehindLatest": 0})
@@ -535,7 +535,7 @@ def test_a_rate_limited_processor_leaves_no_bucket_file_however_it_ends(moto_end
     else:
         assert child.proc.wait(timeout=30) == 3
         child.close()
-    assert list((runtime / "replicator").iterdir()) == []
+    assert list((runtime / f"replicator-buckets-{os.getuid()}").iterdir()) == []
 
 
 def test_the_processor_refuses_to_start_without_its_properties(tmp_path):
