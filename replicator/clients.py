@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from replicator.credentials import DEFAULT, Credentials, check, client
+from replicator.credentials import DEFAULT, Credentials, check, client, option_name
 from replicator.errors import ReplicatorError
 
 _REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -56,16 +56,6 @@ def _client(credentials: Credentials, service: str, region: str, endpoint: str |
         return _shared_session.client(service, region_name=region, endpoint_url=endpoint, config=config)
 
 
-def _option(side: str | None, what: str) -> str:
-    if side is None:
-        return what
-    if side.isupper():  # the Lambda's variables: REPLICATOR_DESTINATION_ENDPOINT
-        return f"{side}_{what.upper()}"
-    if side.startswith("--"):  # lambda-local's options, given whole
-        return f"{side}-{what}"
-    return f"--{side}-{what}" if side else f"--{what}"
-
-
 def is_endpoint_url(endpoint: str) -> bool:
     """An http(s) URL with a host and, if any, a port in range: what botocore can send requests to."""
     try:
@@ -80,10 +70,10 @@ def check_location(region: str, endpoint: str | None, side: str | None = None) -
     """One ReplicatorError naming the option unless ``region`` is a region name and ``endpoint`` (if any)
     an http(s) URL with a host."""
     if not isinstance(region, str) or not _REGION.match(region):
-        raise ReplicatorError(f"{_option(side, 'region')} {region!r} is not a region name: give one like us-east-1 "
+        raise ReplicatorError(f"{option_name(side, 'region')} {region!r} is not a region name: give one like us-east-1 "
                               "(lower-case letters, digits and dashes)")
     if endpoint is not None and not is_endpoint_url(endpoint):
-        raise ReplicatorError(f"{_option(side, 'endpoint')} {endpoint!r} is not a URL: give http(s)://host[:port], "
+        raise ReplicatorError(f"{option_name(side, 'endpoint')} {endpoint!r} is not a URL: give http(s)://host[:port], "
                               "e.g. http://127.0.0.1:8000, or drop the option")
 
 

@@ -95,11 +95,15 @@ class Credentials:
 DEFAULT = Credentials()
 
 
-def _option(side: str | None, what: str) -> str:
-    """How a message names a side's setting: ``destination`` is --destination-role-arn, an environment
-    prefix (``REPLICATOR_DESTINATION``) the Lambda's variable, and None a plain "role arn"."""
-    if not side:
+def option_name(side: str | None, what: str) -> str:
+    """How a message names a side's setting ``what`` (``role-arn``, ``endpoint``), the one rule for every
+    room: ``destination`` is --destination-role-arn, "" the side-less --role-arn, an environment prefix
+    (``REPLICATOR_DESTINATION``) the Lambda's variable, lambda-local's ``--destination`` its option, and
+    None plain words ("role arn")."""
+    if side is None:
         return what.replace("-", " ")
+    if side == "":
+        return f"--{what}"
     if side.isupper():
         return f"{side}_{what.upper().replace('-', '_')}"
     return f"{side}-{what}" if side.startswith("--") else f"--{side}-{what}"
@@ -108,17 +112,17 @@ def _option(side: str | None, what: str) -> str:
 def check(credentials: Credentials, side: str | None = None) -> None:
     """One ReplicatorError naming the option unless the settings are well formed (before any request)."""
     if credentials.role_arn is not None and not ROLE_ARN.match(credentials.role_arn):
-        raise ReplicatorError(f"{_option(side, 'role-arn')} {credentials.role_arn!r} is not an IAM role ARN: give one "
+        raise ReplicatorError(f"{option_name(side, 'role-arn')} {credentials.role_arn!r} is not an IAM role ARN: give one "
                               "like arn:aws:iam::222222222222:role/replicator")
     if credentials.external_id is not None:
         if credentials.role_arn is None:
-            raise ReplicatorError(f"{_option(side, 'external-id')} goes with {_option(side, 'role-arn')}: give the role "
+            raise ReplicatorError(f"{option_name(side, 'external-id')} goes with {option_name(side, 'role-arn')}: give the role "
                                   "it is for, or drop it")
         if not EXTERNAL_ID.match(credentials.external_id):
-            raise ReplicatorError(f"{_option(side, 'external-id')} is not an external id: STS takes 2-1224 letters, "
+            raise ReplicatorError(f"{option_name(side, 'external-id')} is not an external id: STS takes 2-1224 letters, "
                                   "digits and +=,.@:/-")
     if credentials.profile is not None and not credentials.profile.strip():
-        raise ReplicatorError(f"{_option(side, 'profile')} is empty: name a profile of ~/.aws/config, or drop it")
+        raise ReplicatorError(f"{option_name(side, 'profile')} is empty: name a profile of ~/.aws/config, or drop it")
 
 
 def of(values: dict[str, Any], side: str, *, fallback: Credentials = DEFAULT) -> Credentials:
@@ -170,12 +174,12 @@ def _refresher(fetcher: AssumeRoleCredentialFetcher, credentials: Credentials, s
                 raise  # STS throttled or failed: retried (changes.writer.is_retryable), not a refused role
             error = exc.response.get("Error", {})
             raise ReplicatorError(
-                f"cannot assume {_option(side, 'role-arn')} {credentials.role_arn}: {error.get('Code')}: "
+                f"cannot assume {option_name(side, 'role-arn')} {credentials.role_arn}: {error.get('Code')}: "
                 f"{error.get('Message')}; check the role's trust policy (its principal and sts:ExternalId, "
-                f"{_option(side, 'external-id')}) and that these credentials may call sts:AssumeRole on it"
+                f"{option_name(side, 'external-id')}) and that these credentials may call sts:AssumeRole on it"
             ) from None
         except BotoCoreError as exc:
-            raise ReplicatorError(f"cannot assume {_option(side, 'role-arn')} {credentials.role_arn}: "
+            raise ReplicatorError(f"cannot assume {option_name(side, 'role-arn')} {credentials.role_arn}: "
                                   f"{type(exc).__name__}: {exc}; check the credentials it is assumed with") from None
         lifetime = os.environ.get(LIFETIME_ENV)
         if lifetime:
@@ -212,7 +216,7 @@ def _new_session(credentials: Credentials, region: str, side: str | None) -> bot
         if credentials.profile is not None:
             base.get_scoped_config()  # a missing profile is refused here, before any request
     except ProfileNotFound:
-        raise ReplicatorError(f"{_option(side, 'profile')} {credentials.profile}: no such profile in the AWS config "
+        raise ReplicatorError(f"{option_name(side, 'profile')} {credentials.profile}: no such profile in the AWS config "
                               "files (~/.aws/config, ~/.aws/credentials): check its name") from None
     if credentials.role_arn is None:
         return boto3.session.Session(botocore_session=base)
@@ -220,7 +224,7 @@ def _new_session(credentials: Credentials, region: str, side: str | None) -> bot
     if source is None:
         from replicator.errors import CREDENTIALS_FIX
 
-        raise ReplicatorError(f"no AWS credentials to assume {_option(side, 'role-arn')} {credentials.role_arn} "
+        raise ReplicatorError(f"no AWS credentials to assume {option_name(side, 'role-arn')} {credentials.role_arn} "
                               f"with: {CREDENTIALS_FIX}")
     extra: dict[str, Any] = {"RoleSessionName": SESSION_NAME}
     if credentials.external_id is not None:
