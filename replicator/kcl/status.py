@@ -62,13 +62,17 @@ def _backlog(stream: SourceStream, shard_id: str, checkpoint: str) -> tuple[int 
     return len(records), len(records) == PAGE, oldest
 
 
-def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) -> list[ShardStatus]:
+def read_leases(path: ReplicationPath, lease_client: Any, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Every item of the path's lease table (a consistent Scan), each failure one line naming the fix; with
+    ``missing_ok``, a lease table that does not exist yet is no lease at all."""
     table = path.application_name
     try:
         pages = lease_client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-        leases = [item for page in pages for item in page["Items"]]
+        return [item for page in pages for item in page["Items"]]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if missing_ok:
+                return []
             raise ReplicatorError(
                 f"lease table {table} does not exist in {path.lease_region}: this path has never run "
                 "(or check --task-name and --kcl-region)"
@@ -80,6 +84,10 @@ def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) 
         where = path.lease_endpoint or path.lease_region
         raise ReplicatorError(f"cannot reach lease table {table} at {where}: {exc}; check --kcl-endpoint (by default "
                               "--source-endpoint) and the network") from None
+
+
+def read_status(path: ReplicationPath, lease_client: Any, stream: SourceStream) -> list[ShardStatus]:
+    leases = read_leases(path, lease_client)
     result = []
     for lease in sorted(leases, key=lambda item: item["leaseKey"]["S"]):
         shard_id = lease["leaseKey"]["S"]

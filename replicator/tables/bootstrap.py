@@ -50,6 +50,7 @@ from replicator.kcl import checks
 from replicator.kcl.launcher import spawn_daemon
 from replicator.credentials import DEFAULT, Credentials
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
+from replicator.kcl.status import read_leases
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
 from replicator.changes.shape import KEEP_ALL, ReplicaShape
@@ -292,9 +293,8 @@ def wait_for_owned_leases(path: ReplicationPath, shards: set[str], timeout_s: fl
                               credentials=path.lease_credentials)
     deadline = time.monotonic() + timeout_s
     while True:
-        owned: set[str] = set()
-        for page in leases.get_paginator("scan").paginate(TableName=path.application_name, ConsistentRead=True):
-            owned |= {i["leaseKey"]["S"] for i in page["Items"] if i.get("leaseOwner", {}).get("S")}
+        # Not there yet, if the other machine has not started the path: wait for it as for its leases.
+        owned = {i["leaseKey"]["S"] for i in read_leases(path, leases, missing_ok=True) if i.get("leaseOwner", {}).get("S")}
         if shards <= owned:
             return time.time()
         if time.monotonic() >= deadline:

@@ -269,3 +269,37 @@ def test_an_export_into_a_bucket_reached_through_a_role_names_the_roles_account_
     ex.request_export(source, "exports", "p")
     assert asked[0]["S3BucketOwner"] == "333333333333"
     assert "S3BucketOwner" not in asked[1]
+
+
+def test_a_joining_machine_waits_for_the_path_whose_lease_table_does_not_exist_yet(moto_endpoint):
+    """bootstrap --segment on a second machine started before the first has started the path: it waits for
+    the lease table and its owned leases, rather than failing on a table that is not there yet."""
+    import threading
+
+    from replicator.kcl.config import ReplicationPath
+    from replicator.tables.bootstrap import wait_for_owned_leases
+
+    path = ReplicationPath(source_region="us-east-1", source_table=unique_table("src"), source_endpoint=moto_endpoint,
+                           destination_region="us-west-2", destination_table=unique_table("dst"),
+                           destination_endpoint=moto_endpoint)
+    leases = endpoint_client(moto_endpoint, "us-east-1")
+
+    def start_the_path() -> None:
+        time.sleep(0.5)
+        leases.create_table(TableName=path.application_name, BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}])
+        for shard, owner in (("shard-1", "worker-a"), ("shard-2", "worker-b")):
+            leases.put_item(TableName=path.application_name,
+                            Item={"leaseKey": {"S": shard}, "leaseOwner": {"S": owner}})
+
+    starter = threading.Thread(target=start_the_path)
+    starter.start()
+    began = time.time()
+    try:
+        held_at = wait_for_owned_leases(path, {"shard-1", "shard-2"}, timeout_s=30, poll_s=0.1)
+    finally:
+        starter.join()
+    assert began + 0.5 <= held_at < began + 30
+    with pytest.raises(ReplicatorError, match=r"holds no owned lease on shards \['shard-3'\] after 0.3 s"):
+        wait_for_owned_leases(path, {"shard-3"}, timeout_s=0.3, poll_s=0.1)
