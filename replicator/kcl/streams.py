@@ -34,6 +34,20 @@ def latest_stream_arn(streams: Any, table: str) -> str:
     return max(found, key=lambda s: s["StreamLabel"])["StreamArn"]
 
 
+def stream_shards(client: Any, stream_arn: str) -> list[dict[str, Any]]:
+    """Every shard of a DynamoDB stream, DescribeStream page by page: each with its ShardId, ParentShardId
+    and SequenceNumberRange (which has an EndingSequenceNumber once the shard is closed)."""
+    shards: list[dict[str, Any]] = []
+    start: str | None = None
+    while True:
+        kwargs = {"StreamArn": stream_arn, **({"ExclusiveStartShardId": start} if start else {})}
+        description = client.describe_stream(**kwargs)["StreamDescription"]
+        shards += description.get("Shards", [])
+        start = description.get("LastEvaluatedShardId")
+        if not start:
+            return shards
+
+
 class DynamoDBStream:
     def __init__(self, client: Any, stream_arn: str | None, table: str) -> None:
         self._client = client

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from replicator import log
 from replicator.changes.codec import encode_item
 from replicator.errors import ReplicatorError
+from replicator.kcl.streams import stream_shards
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -61,14 +62,7 @@ class DynamoDBStreamSource:
     region: str
 
     def shards(self) -> list[tuple[str, str | None]]:
-        shards, start = [], None
-        while True:
-            kwargs = {"StreamArn": self.stream_arn, **({"ExclusiveStartShardId": start} if start else {})}
-            description = self.client.describe_stream(**kwargs)["StreamDescription"]
-            shards += [(s["ShardId"], s.get("ParentShardId")) for s in description["Shards"]]
-            start = description.get("LastEvaluatedShardId")
-            if not start:
-                return shards
+        return [(s["ShardId"], s.get("ParentShardId")) for s in stream_shards(self.client, self.stream_arn)]
 
     def iterator(self, shard_id: str, position: str, sequence_number: str | None = None) -> str:
         kwargs = {"SequenceNumber": sequence_number} if sequence_number else {}

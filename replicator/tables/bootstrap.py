@@ -51,6 +51,7 @@ from replicator.kcl.launcher import spawn_daemon
 from replicator.credentials import DEFAULT, Credentials
 from replicator.kcl.config import PATH_KEYS, ReplicationPath, build_path
 from replicator.kcl.status import read_leases
+from replicator.kcl.streams import stream_shards
 from replicator.tables.diff import DiffResult, diff_tables
 from replicator.errors import ReplicatorError
 from replicator.changes.shape import KEEP_ALL, ReplicaShape
@@ -162,17 +163,8 @@ def open_shards(source: Table) -> set[str]:
     """The shards of the source's stream that are still open: the path must have started on each."""
     arn = source.description.get("LatestStreamArn")
     streams = clients.streams(source.spec.region, source.endpoint, side="source", credentials=source.credentials)
-    shards: set[str] = set()
-    start: str | None = None
-    while True:
-        kwargs = {"StreamArn": arn, **({"ExclusiveStartShardId": start} if start else {})}
-        description = streams.describe_stream(**kwargs)["StreamDescription"]
-        for shard in description.get("Shards", []):
-            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):
-                shards.add(shard["ShardId"])
-        start = description.get("LastEvaluatedShardId")
-        if not start:
-            return shards
+    return {shard["ShardId"] for shard in stream_shards(streams, arn)
+            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})}
 
 
 def wait_until_equal(source: Table, destination: Table, daemon: subprocess.Popen[bytes], *, timeout_s: float,

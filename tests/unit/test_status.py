@@ -137,3 +137,27 @@ def test_a_shard_in_a_graceful_handoff_shows_the_worker_still_processing_it(leas
     assert result.returncode == 0, result.stderr
     (only,) = json.loads(result.stdout.strip().splitlines()[-1])
     assert only["owner"] == "worker-1" and only["state"] == "handoff"
+
+
+def test_every_shard_of_a_long_lived_stream_is_listed_across_describe_stream_pages():
+    """After months of splits a stream has more shards than one DescribeStream page (100) holds: bootstrap's
+    open shards and lambda-local's shard discovery read them all."""
+    from replicator.kcl.streams import stream_shards
+
+    shards = [{"ShardId": f"shardId-{n:03}", "SequenceNumberRange": {"StartingSequenceNumber": str(n)}}
+              for n in range(250)]
+
+    class Pages:
+        def __init__(self) -> None:
+            self.calls: list[dict] = []
+
+        def describe_stream(self, **kwargs):
+            self.calls.append(kwargs)
+            start = next((i + 1 for i, s in enumerate(shards) if s["ShardId"] == kwargs.get("ExclusiveStartShardId")), 0)
+            page = shards[start:start + 100]
+            more = {"LastEvaluatedShardId": page[-1]["ShardId"]} if start + 100 < len(shards) else {}
+            return {"StreamDescription": {"Shards": page, **more}}
+
+    client = Pages()
+    assert stream_shards(client, "arn:stream") == shards
+    assert [c.get("ExclusiveStartShardId") for c in client.calls] == [None, "shardId-099", "shardId-199"]
