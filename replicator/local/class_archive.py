@@ -82,14 +82,17 @@ def main() -> int:
         print(f"error: {launcher.CLASS_ARCHIVE_ENV}=none: name the archive to train, or unset it",
               file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="class-archive-"))
     # A start with the old archive would write an archive on top of it: train without one.
     output.unlink(missing_ok=True)
-    try:
-        train(output, workdir)
-    except TrainingFailed as e:
-        print(f"error: could not train the daemon's class archive: {e}; see the logs in {workdir} "
-              "(the daemon runs without it, only slower to start)", file=sys.stderr)
+    for attempt in (1, 2):  # once more on a fresh server, should the machine have stalled the first run
+        workdir = Path(tempfile.mkdtemp(prefix="class-archive-"))
+        try:
+            train(output, workdir)
+            break
+        except TrainingFailed as e:
+            print(f"{'error' if attempt == 2 else 'warning'}: could not train the daemon's class archive: {e}; "
+                  f"see the logs in {workdir} (the daemon runs without it, only slower to start)", file=sys.stderr)
+    else:
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"class archive: {output} ({output.stat().st_size // 2**20} MiB)")
