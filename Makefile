@@ -20,7 +20,7 @@ $(LAUNCHER): daemon/pom.xml $(shell find daemon/src -type f) replicator/kcl/repl
 	touch $@
 
 # The launcher's classes as the JVM maps them ready-made (class data sharing): a start ~1 s sooner.
-# Trained by one real run of the daemon on the local server (replicator/local/class_archive.py), ~20 s.
+# Trained by one real run of the daemon on the local server (replicator/local/class_archive.py), ~12 s.
 $(CLASS_ARCHIVE): $(LAUNCHER) $(VENV)/.installed
 	$(VENV)/bin/python -m replicator.local.class_archive
 
