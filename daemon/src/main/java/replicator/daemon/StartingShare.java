@@ -11,6 +11,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import software.amazon.awssdk.services.dynamodb.model.ResourceInUseException;
+import software.amazon.awssdk.services.dynamodb.model.ResourceNotFoundException;
 import software.amazon.kinesis.coordinator.assignment.LeaseAssignmentManager;
 import software.amazon.kinesis.leases.Lease;
 import software.amazon.kinesis.leases.LeaseManagementConfig;
@@ -53,6 +55,9 @@ final class StartingShare {
     private static final Logger log = LoggerFactory.getLogger(StartingShare.class);
     /** How long a starting worker waits after announcing itself for workers that start at the same moment. */
     static final long SETTLE_MILLIS = 1_500L;
+    /** How long a worker that lost the race to create the worker-metrics table waits for the winner's. */
+    private static final long TABLE_RACE_MILLIS = 30_000L;
+    private static final long TABLE_RACE_POLL_MILLIS = 200L;
 
     private final LeaseManagementConfig config;
     private final String workerId;
@@ -72,21 +77,51 @@ final class StartingShare {
      * is taken at start, and KCL's leader assigns them all at its next pass.
      */
     static StartingShare announce(LeaseManagementConfig config, String workerId) {
-        try {
-            WorkerMetricStatsDAO workers = workerMetrics(config);
-            workers.initialize();
-            workers.updateMetrics(WorkerMetricStats.builder()
-                    .workerId(workerId)
-                    .lastUpdateTime(Instant.now().getEpochSecond())
-                    .metricStats(Map.of())
-                    .operatingRange(Map.of())
-                    .build());
-            return new StartingShare(config, workerId, workers);
-        } catch (Exception e) {
-            log.warn("Could not announce worker {} at start, so it takes no lease itself; KCL's leader assigns "
-                    + "them at its next pass: {}", workerId, e.toString());
-            return null;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(TABLE_RACE_MILLIS);
+        boolean waited = false;
+        while (true) {
+            try {
+                WorkerMetricStatsDAO workers = workerMetrics(config);
+                workers.initialize();
+                workers.updateMetrics(WorkerMetricStats.builder()
+                        .workerId(workerId)
+                        .lastUpdateTime(Instant.now().getEpochSecond())
+                        .metricStats(Map.of())
+                        .operatingRange(Map.of())
+                        .build());
+                return new StartingShare(config, workerId, workers);
+            } catch (Exception e) {
+                // Workers of a new path starting together race to create the worker-metrics table: the
+                // losers' create is refused (ResourceInUse) or their write finds it still being created
+                // (ResourceNotFound). Both pass once the winner's table is there: try again until then.
+                if (isTableRace(e) && System.nanoTime() < deadline) {
+                    if (!waited) {
+                        log.info("Worker {} waits for the worker-metrics table another worker is creating: {}",
+                                workerId, e.toString());
+                        waited = true;
+                    }
+                    try {
+                        Thread.sleep(TABLE_RACE_POLL_MILLIS);
+                    } catch (InterruptedException interrupted) {
+                        Thread.currentThread().interrupt();
+                        return null;
+                    }
+                    continue;
+                }
+                log.warn("Could not announce worker {} at start, so it takes no lease itself; KCL's leader "
+                        + "assigns them at its next pass: {}", workerId, e.toString());
+                return null;
+            }
         }
+    }
+
+    private static boolean isTableRace(Throwable e) {
+        for (Throwable cause = e; cause != null; cause = cause.getCause()) {
+            if (cause instanceof ResourceInUseException || cause instanceof ResourceNotFoundException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Waits out the rest of the settling time, then takes this worker's share of unowned leases. Never throws. */
