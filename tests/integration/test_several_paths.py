@@ -1,8 +1,8 @@
 """Several paths in one daemon (one JVM) from a paths directory, on the local server: three table paths and
 a binlog Kinesis path replicate a mixed workload exactly; a path file added while it runs starts (SIGHUP);
 a file removed stops its path (the 30 s poll finds it; its leases are handed back); a deleted destination
-stops its path alone while the others stay exact and the daemon keeps running, and SIGHUP starts it again
-once its cause is fixed."""
+stops its path alone (status and its FailedBatches say so) while the others stay exact and the daemon keeps
+running, and SIGHUP starts it again once its cause is fixed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from replicator.changes.binlog import BinlogProducer
 from replicator.changes.codec import encode_item
-from replicator.kcl import stopped
+from replicator.kcl import metrics, stopped
 from replicator.kcl.config import ReplicationPath
 from replicator.kcl.launcher import spawn_daemon
 from replicator.local.sandbox import DESTINATION_REGION, LOCAL_KCL_SETTINGS, SOURCE_REGION, Sandbox
@@ -31,13 +32,28 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = (("pk", "S"), ("sk", "N"))
 TABLES = ("alpha", "beta", "gamma")
+METRICS_INTERVAL_S = 2
 
 
 def table_path(sandbox: Sandbox, table: str) -> ReplicationPath:
+    """A table path that publishes its metrics to the local CloudWatch every 2 s, under its own dimensions."""
+    settings = {k: v for k, v in sandbox._settings().items() if k != "source_format"}
+    settings |= {"dont_publish_cloudwatch": False, "metrics_interval_seconds": METRICS_INTERVAL_S,
+                 "cloudwatch_endpoint": sandbox.source_server.endpoint}
     return ReplicationPath(source_region=SOURCE_REGION, source_table=table, source_endpoint=sandbox.source_server.endpoint,
                            destination_region=DESTINATION_REGION, destination_table=f"{table}-replica",
-                           destination_endpoint=sandbox.destination_server.endpoint,
-                           **{k: v for k, v in sandbox._settings().items() if k != "source_format"})
+                           destination_endpoint=sandbox.destination_server.endpoint, **settings)
+
+
+def failed_batches(sandbox: Sandbox, table: str, since: datetime) -> float:
+    """The Sum of the path's FailedBatches since ``since``, as an SRE's alarm on the path would read it."""
+    answer = sandbox.source_server.client(service="cloudwatch").get_metric_data(
+        MetricDataQueries=[{"Id": "q", "MetricStat": {
+            "Metric": {"Namespace": metrics.NAMESPACE, "MetricName": "FailedBatches",
+                       "Dimensions": metrics.dimensions(table_path(sandbox, table))},
+            "Period": 3600, "Stat": "Sum"}}],
+        StartTime=since, EndTime=datetime.now(timezone.utc) + timedelta(minutes=1))
+    return sum(answer["MetricDataResults"][0]["Values"])
 
 
 def add_table_path(sandbox: Sandbox, table: str, directory: Path | None) -> ReplicationPath:
@@ -135,6 +151,7 @@ def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and
             add_table_path(sandbox, table, paths_dir)
         (paths_dir / "notes.txt").write_text("not a path")
         log = tmp_path / "daemon.log"
+        started = datetime.now(timezone.utc) - timedelta(minutes=1)
         daemon = spawn_daemon(Path(), open(log, "ab"), options=("--properties-dir", str(paths_dir)))
         sandbox.daemons.append(daemon)
 
@@ -195,6 +212,11 @@ def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and
             shards = status(paths_dir / "gamma.properties")
         assert shards and all(s["state"] == "stopped" for s in shards), shards
         assert "ResourceNotFoundException" in shards[0]["stopped_reason"]
+        deadline = time.monotonic() + 30
+        while failed_batches(sandbox, "gamma", started) < 1 and time.monotonic() < deadline:
+            time.sleep(METRICS_INTERVAL_S)
+        assert failed_batches(sandbox, "gamma", started) >= 1  # the alarm a user sets on the path fires
+        assert failed_batches(sandbox, "alpha", started) == 0  # and its neighbours' stays quiet
         producer.put_actions(binlog_actions(sandbox, 200, rng, 50_000))
         for n, table in enumerate(TABLES[:2]):
             MixedWorkload(sandbox.source, table, keys=100, seed=30 + n, first_rev=20_000).run(200, rate=600)
