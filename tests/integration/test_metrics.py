@@ -14,6 +14,8 @@ from replicator.kcl import metrics
 from replicator.local.sandbox import Sandbox
 from replicator.local.workload import MixedWorkload
 
+from metric_series import series
+
 pytestmark = pytest.mark.integration
 
 INTERVAL_S = 2
@@ -24,19 +26,6 @@ def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
         time.sleep(0.5)
-
-
-def series(cloudwatch: Any, dims: list[dict[str, str]], name: str, stat: str, since: datetime,
-           period: int = 1) -> list[tuple[datetime, float]]:
-    """(timestamp, value) of one metric of the path, oldest first."""
-    answer = cloudwatch.get_metric_data(
-        MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {"Namespace": metrics.NAMESPACE, "MetricName": name,
-                                                                 "Dimensions": dims},
-                                                      "Period": period, "Stat": stat}}],
-        StartTime=since, EndTime=datetime.now(timezone.utc) + timedelta(minutes=1), ScanBy="TimestampAscending",
-    )
-    result = answer["MetricDataResults"][0]
-    return list(zip(result["Timestamps"], result["Values"]))
 
 
 def test_latency_and_pending_records_reach_the_local_cloudwatch(tmp_path: Path) -> None:

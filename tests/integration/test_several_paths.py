@@ -28,6 +28,8 @@ from replicator.local.sandbox import DESTINATION_REGION, LOCAL_KCL_SETTINGS, SOU
 from replicator.local.workload import MixedWorkload, create_table, every_type_item, key_of
 from replicator.tables.compare import compare_tables
 
+from metric_series import series
+
 pytestmark = pytest.mark.integration
 
 SCHEMA = (("pk", "S"), ("sk", "N"))
@@ -47,13 +49,9 @@ def table_path(sandbox: Sandbox, table: str) -> ReplicationPath:
 
 def failed_batches(sandbox: Sandbox, table: str, since: datetime) -> float:
     """The Sum of the path's FailedBatches since ``since``, as an SRE's alarm on the path would read it."""
-    answer = sandbox.source_server.client(service="cloudwatch").get_metric_data(
-        MetricDataQueries=[{"Id": "q", "MetricStat": {
-            "Metric": {"Namespace": metrics.NAMESPACE, "MetricName": "FailedBatches",
-                       "Dimensions": metrics.dimensions(table_path(sandbox, table))},
-            "Period": 3600, "Stat": "Sum"}}],
-        StartTime=since, EndTime=datetime.now(timezone.utc) + timedelta(minutes=1))
-    return sum(answer["MetricDataResults"][0]["Values"])
+    cloudwatch = sandbox.source_server.client(service="cloudwatch")
+    dims = metrics.dimensions(table_path(sandbox, table))
+    return sum(value for _, value in series(cloudwatch, dims, "FailedBatches", "Sum", since, period=3600))
 
 
 def add_table_path(sandbox: Sandbox, table: str, directory: Path | None) -> ReplicationPath:
