@@ -38,13 +38,10 @@ METRICS_INTERVAL_S = 2
 
 
 def table_path(sandbox: Sandbox, table: str) -> ReplicationPath:
-    """A table path that publishes its metrics to the local CloudWatch every 2 s, under its own dimensions."""
-    settings = {k: v for k, v in sandbox._settings().items() if k != "source_format"}
-    settings |= {"dont_publish_cloudwatch": False, "metrics_interval_seconds": METRICS_INTERVAL_S,
-                 "cloudwatch_endpoint": sandbox.source_server.endpoint}
     return ReplicationPath(source_region=SOURCE_REGION, source_table=table, source_endpoint=sandbox.source_server.endpoint,
                            destination_region=DESTINATION_REGION, destination_table=f"{table}-replica",
-                           destination_endpoint=sandbox.destination_server.endpoint, **settings)
+                           destination_endpoint=sandbox.destination_server.endpoint,
+                           **{k: v for k, v in sandbox._settings().items() if k != "source_format"})
 
 
 def failed_batches(sandbox: Sandbox, table: str, since: datetime) -> float:
@@ -141,7 +138,10 @@ def status(properties: Path) -> list[dict[str, Any]]:
 
 
 def test_one_daemon_runs_a_directory_of_table_and_kinesis_paths_that_come_go_and_fail_alone(tmp_path: Path) -> None:
-    with Sandbox(tmp_path / "sandbox", kinesis_stream="actions", path_settings={"source_format": "binlog"}) as sandbox:
+    # Every path publishes its metrics (to the local server's CloudWatch, the sandbox's rule) every 2 s.
+    settings = {"source_format": "binlog", "dont_publish_cloudwatch": False,
+                "metrics_interval_seconds": METRICS_INTERVAL_S}
+    with Sandbox(tmp_path / "sandbox", kinesis_stream="actions", path_settings=settings) as sandbox:
         paths_dir = tmp_path / "paths"
         paths_dir.mkdir()
         write_path_file(sandbox.path, paths_dir / "actions.properties")
